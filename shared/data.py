@@ -1,0 +1,484 @@
+"""Image datasets: folders of images (optionally with class sub-folders and segmentation masks)
+and the builtins ``builtin:shapes``, ``builtin:fashion-mnist`` and ``builtin:photos``.
+
+Items are dicts with "image" float (C,H,W) in [-1,1], "label" long scalar (-1 if unlabeled) and,
+for datasets with masks, "mask" long (H,W). Augmentation is a pure function of
+(seed, epoch, index), so it does not depend on DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from shared.config import DataConfig
+from shared.shapes import SHAPE_NAMES, render_shapes
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+BUILTINS = ("builtin:shapes", "builtin:fashion-mnist", "builtin:photos")
+SPLITS = ("train", "val", "all")
+
+SHAPES_LENGTHS = {"train": 10000, "val": 256}
+SHAPES_SEEDS = {"train": 1_000_003, "val": 2_000_003}
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_ENV = "TWOSTAGE_FASHION_MNIST"
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+
+_SKIMAGE_PHOTOS = (
+    "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
+    "hubble_deep_field", "immunohistochemistry", "moon", "motorcycle", "retina", "rocket",
+)  # fmt: skip
+_SKLEARN_PHOTOS = ("china", "flower")
+PHOTO_NAMES = sorted(_SKIMAGE_PHOTOS + _SKLEARN_PHOTOS)
+PHOTO_VAL_NAMES = ("coffee", "rocket")
+
+
+class DataError(ValueError):
+    """A data problem a user can fix; the message is one line."""
+
+
+def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> ImageDataset:
+    """The dataset described by ``cfg`` for ``split`` ("train", "val" or "all"); ``seed`` drives
+    the augmentation (random crop, flip). Raises :class:`DataError` on user mistakes."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    if cfg.channels not in (1, 3):
+        raise DataError(f"data.channels must be 1 or 3, got {cfg.channels}")
+    if cfg.resolution < 1:
+        raise DataError(f"data.resolution must be positive, got {cfg.resolution}")
+    if not 0.0 <= cfg.val_fraction <= 1.0:
+        raise DataError(f"data.val_fraction must be in [0, 1], got {cfg.val_fraction}")
+    source = str(cfg.source)
+    if source.startswith("builtin:"):
+        if cfg.masks:
+            raise DataError(f"data.masks only applies to folder sources, not {source}")
+        builders = {
+            "builtin:shapes": ShapesDataset,
+            "builtin:fashion-mnist": FashionMNISTDataset,
+            "builtin:photos": PhotoDataset,
+        }
+        if source not in builders:
+            raise DataError(f"unknown dataset '{source}'; builtins: {', '.join(BUILTINS)}")
+        return builders[source](cfg, split, seed)
+    return FolderDataset(cfg, split, seed)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """All image files under ``folder`` (recursive, by extension, case-insensitive), sorted."""
+    return sorted(
+        p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Decode an image file to mode "RGB" (channels=3) or "L" (channels=1), honouring EXIF
+    orientation; alpha is composited onto white and 16-bit data is scaled to 8 bit."""
+    return _load_image(Path(path), channels)
+
+
+def _load_image(path: Path, channels: int, min_side: int = 0) -> Image.Image:
+    """:func:`load_image`; JPEGs may be decoded at a reduced scale whose shorter side is
+    still >= ``min_side``."""
+    try:
+        with Image.open(path) as im:
+            if min_side and im.format == "JPEG":
+                w, h = im.size
+                scale = min_side / min(w, h)
+                im.draft(im.mode, (int(w * scale + 1), int(h * scale + 1)))
+            im.load()
+            return _convert(ImageOps.exif_transpose(im), channels)
+    except Exception as e:
+        raise DataError(f"cannot read image {path}: {_reason(e)}") from None
+
+
+def _convert(im: Image.Image, channels: int) -> Image.Image:
+    mode = "RGB" if channels == 3 else "L"
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
+        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    elif im.mode.startswith("I"):
+        a = np.asarray(im, dtype=np.float64) / 257.0
+        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    if im.mode == "PA" or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "RGBa", "La"):
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im.convert("RGBA"))
+    return im if im.mode == mode else im.convert(mode)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+class ImageDataset(Dataset):
+    """Base dataset: subclasses provide :meth:`_load`; this class resizes the shorter side to
+    ``resolution``, crops to a square, flips, and builds the item dict."""
+
+    num_classes: int = 0
+    class_names: list[str] = []
+    num_mask_classes: int = 0
+    has_masks: bool = False
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int):
+        self.resolution = cfg.resolution
+        self.channels = cfg.channels
+        self.random_crop = cfg.crop == "random" and split != "val"
+        self.flip = cfg.flip and split != "val"
+        self.split, self.seed = split, seed
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _load(self, index: int) -> tuple[Image.Image, Image.Image | None, int]:
+        """(image "RGB" or "L", mask "I" or None, label) for ``index`` before augmentation."""
+        raise NotImplementedError
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """``key`` is an index or ``(index, epoch)``; epoch 0 for a plain index."""
+        index, epoch = (key[0], key[1]) if isinstance(key, tuple | list) else (key, 0)
+        index, n = int(index), len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for dataset of length {n}")
+        index %= n
+        rng = np.random.default_rng([self.seed, int(epoch), index])
+        image, mask, label = self._load(index)
+        image, mask = self._augment(image, mask, rng)
+        if image.mode != ("RGB" if self.channels == 3 else "L"):
+            image = image.convert("RGB" if self.channels == 3 else "L")
+        pixels = torch.from_numpy(np.array(image, dtype=np.float32)).div_(127.5).sub_(1.0)
+        pixels = pixels.permute(2, 0, 1) if pixels.ndim == 3 else pixels[None]
+        item = {"image": pixels.contiguous(), "label": torch.tensor(label, dtype=torch.long)}
+        if mask is not None:
+            item["mask"] = torch.from_numpy(np.asarray(mask).astype(np.int64))
+        return item
+
+    def _augment(
+        self, image: Image.Image, mask: Image.Image | None, rng: np.random.Generator
+    ) -> tuple[Image.Image, Image.Image | None]:
+        res = self.resolution
+        image, mask = _resize_shorter(image, mask, res)
+        w, h = image.size
+        u = rng.random(3)
+        x, y = (int(u[0] * (w - res + 1)), int(u[1] * (h - res + 1)))
+        if not self.random_crop:
+            x, y = (w - res) // 2, (h - res) // 2
+        if (w, h) != (res, res):
+            image = image.crop((x, y, x + res, y + res))
+            mask = mask.crop((x, y, x + res, y + res)) if mask is not None else None
+        if self.flip and u[2] < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            mask = mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mask is not None else None
+        return image, mask
+
+
+def _resize_shorter(
+    image: Image.Image, mask: Image.Image | None, res: int
+) -> tuple[Image.Image, Image.Image | None]:
+    """Resize so the shorter side is ``res`` (bicubic for the image, nearest for the mask)."""
+    w, h = image.size
+    if min(w, h) == res:
+        return image, mask
+    scale = res / min(w, h)
+    size = (max(res, round(w * scale)), max(res, round(h * scale)))
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    if mask is not None:
+        mask = mask.resize(size, Image.Resampling.NEAREST)
+    return image, mask
+
+
+class FolderDataset(ImageDataset):
+    """Images under a folder (recursive). Class labels come from sub-folder names when every
+    image sits in one of >= 2 immediate sub-folders. With ``cfg.masks``, ``a/b.jpg`` pairs
+    with ``<masks>/a/b.png`` (any image extension) whose pixel values are class ids."""
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int):
+        super().__init__(cfg, split, seed)
+        self.root = Path(cfg.source).expanduser()
+        self.strict = cfg.strict
+        if not self.root.is_dir():
+            raise DataError(f"data folder not found: {cfg.source}")
+        self.mask_root = Path(cfg.masks).expanduser() if cfg.masks else None
+        if self.mask_root is not None and not self.mask_root.is_dir():
+            raise DataError(f"mask folder not found: {cfg.masks}")
+        candidates = list_images(self.root)
+        if not candidates:
+            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {cfg.source}")
+        rels = [p.relative_to(self.root) for p in candidates]
+        folders = sorted({r.parts[0] for r in rels})
+        if all(len(r.parts) == 2 for r in rels) and len(folders) >= 2:
+            self.class_names = folders
+            self.num_classes = len(folders)
+        masks = self._mask_index() if self.mask_root is not None else {}
+        pairs, bad = [], []
+        for path, rel in zip(candidates, rels, strict=True):
+            mask = masks.get(rel.with_suffix("").as_posix()) if self.mask_root else None
+            problem = _header_problem(path)
+            if problem is None and self.mask_root is not None:
+                problem = "no mask" if mask is None else _header_problem(mask)
+            if problem is None:
+                pairs.append((path, mask, rel))
+            else:
+                bad.append(f"{path} ({problem})")
+        if bad and self.strict:
+            raise DataError(f"cannot use {bad[0]}; set data.strict=false to skip such files")
+        if not pairs:
+            raise DataError(f"no readable image in {cfg.source}, e.g. {bad[0]}")
+        if bad:
+            warnings.warn(
+                f"skipped {len(bad)} of {len(candidates)} image files in {cfg.source}: "
+                + ", ".join(bad[:3])
+                + (", ..." if len(bad) > 3 else ""),
+                stacklevel=3,
+            )
+        self.all_pairs = pairs
+        self.items = _split_items(pairs, cfg.val_fraction, split)
+        self.has_masks = self.mask_root is not None
+
+    def _mask_index(self) -> dict[str, Path]:
+        index: dict[str, Path] = {}
+        for path in list_images(self.mask_root):
+            index.setdefault(path.relative_to(self.mask_root).with_suffix("").as_posix(), path)
+        return index
+
+    @functools.cached_property
+    def num_mask_classes(self) -> int:
+        """Largest id over all masks (every split) + 1; 0 without masks. Reads each mask once;
+        assign to fix it instead."""
+        if not self.has_masks:
+            return 0
+        top = 0
+        for _, mask_path, _ in self.all_pairs:
+            try:
+                top = max(top, int(np.asarray(_read_mask(mask_path)).max(initial=0)))
+            except DataError:
+                continue
+        return top + 1
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load(self, index: int) -> tuple[Image.Image, Image.Image | None, int]:
+        for attempt in range(len(self.items)):
+            i = (index + attempt) % len(self.items)
+            try:
+                return self._load_one(i)
+            except DataError as e:
+                if self.strict:
+                    raise
+                warnings.warn(f"{e}; using another image instead", stacklevel=2)
+        raise DataError(f"no image of {self.root} could be decoded")
+
+    def _load_one(self, index: int) -> tuple[Image.Image, Image.Image | None, int]:
+        path, mask_path, rel = self.items[index]
+        image = _load_image(path, self.channels, self.resolution if mask_path is None else 0)
+        label = self.class_names.index(rel.parts[0]) if self.num_classes else -1
+        if mask_path is None:
+            return image, None, label
+        mask = _read_mask(mask_path)
+        if mask.size != image.size:
+            raise DataError(f"mask {mask_path} is {mask.size}, image {path} is {image.size}")
+        return image, mask, label
+
+
+def _header_problem(path: Path) -> str | None:
+    """None if PIL can open the file's header, else a short reason."""
+    try:
+        with Image.open(path):
+            pass
+    except Exception as e:
+        return _reason(e)
+    return None
+
+
+def _read_mask(path: Path) -> Image.Image:
+    """A mask file as a mode "I" image of raw class ids (palette indices for mode P)."""
+    try:
+        with Image.open(path) as im:
+            ids = np.asarray(ImageOps.exif_transpose(im))
+    except Exception as e:
+        raise DataError(f"cannot read mask {path}: {_reason(e)}") from None
+    if ids.ndim == 3 and (ids == ids[..., :1]).all():
+        ids = ids[..., 0]
+    if ids.ndim != 2:
+        raise DataError(f"mask {path} must be single-channel (mode L or P)")
+    return Image.fromarray(ids.astype(np.int32))
+
+
+def _split_items(items: list[tuple], val_fraction: float, split: str) -> list[tuple]:
+    """Assign each item (last element a relative path) to val with probability
+    ``val_fraction`` by a hash of its path; with >= 2 items and val_fraction > 0, both train
+    and val get at least one."""
+    if split == "all":
+        return items
+    keys = [_path_hash(it[-1].as_posix()) for it in items]
+    val = {i for i, k in enumerate(keys) if k < val_fraction}
+    if len(items) >= 2 and val_fraction > 0:
+        order = sorted(range(len(items)), key=keys.__getitem__)
+        if not val:
+            val = {order[0]}
+        if len(val) == len(items):
+            val.discard(order[-1])
+    return [it for i, it in enumerate(items) if (i in val) == (split == "val")]
+
+
+def _path_hash(text: str) -> float:
+    """A stable pseudo-random number in [0, 1) for ``text``."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+class ShapesDataset(ImageDataset):
+    """``builtin:shapes``: generated on the fly, deterministic by (split, index); "all" is train
+    followed by val. Always has masks (0 background, class id + 1 under shapes)."""
+
+    class_names = list(SHAPE_NAMES)
+    num_classes = len(SHAPE_NAMES)
+    num_mask_classes = len(SHAPE_NAMES) + 1
+    has_masks = True
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int):
+        super().__init__(cfg, split, seed)
+        parts = ("train", "val") if split == "all" else (split,)
+        self.parts = [(SHAPES_SEEDS[p], SHAPES_LENGTHS[p]) for p in parts]
+
+    def __len__(self) -> int:
+        return sum(n for _, n in self.parts)
+
+    def _load(self, index: int) -> tuple[Image.Image, Image.Image, int]:
+        part_seed, n = self.parts[0]
+        if index >= n:
+            part_seed, index = self.parts[1][0], index - n
+        rng = np.random.default_rng([part_seed, index])
+        image, mask, label = render_shapes(rng, self.resolution)
+        return Image.fromarray(image), Image.fromarray(mask.astype(np.int32)), label
+
+
+class FashionMNISTDataset(ImageDataset):
+    """``builtin:fashion-mnist``: train = the 60k training set, val = the 10k test set."""
+
+    class_names = list(FASHION_MNIST_CLASSES)
+    num_classes = len(FASHION_MNIST_CLASSES)
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int):
+        super().__init__(cfg, split, seed)
+        raw = _fashion_mnist_dir()
+        prefixes = {"train": ["train"], "val": ["t10k"], "all": ["train", "t10k"]}[split]
+        images = [_read_idx(_find_idx(raw, f"{p}-images-idx3-ubyte")) for p in prefixes]
+        labels = [_read_idx(_find_idx(raw, f"{p}-labels-idx1-ubyte")) for p in prefixes]
+        self.images = np.concatenate(images) if len(images) > 1 else images[0]
+        self.labels = np.concatenate(labels) if len(labels) > 1 else labels[0]
+        if self.images.ndim != 3 or len(self.images) != len(self.labels):
+            raise DataError(f"Fashion-MNIST files in {raw} are inconsistent")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _load(self, index: int) -> tuple[Image.Image, None, int]:
+        return Image.fromarray(self.images[index]), None, int(self.labels[index])
+
+
+def _fashion_mnist_dir() -> Path:
+    """The folder holding the Fashion-MNIST IDX files (Debian package, $TWOSTAGE_FASHION_MNIST,
+    or a torchvision download into ~/.cache/twostage/fashion-mnist)."""
+    if (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        return FASHION_MNIST_DIR
+    if os.environ.get(FASHION_MNIST_ENV):
+        raw = Path(os.environ[FASHION_MNIST_ENV]).expanduser() / "FashionMNIST" / "raw"
+        if raw.is_dir():
+            return raw
+        raise DataError(f"${FASHION_MNIST_ENV}: no folder {raw}")
+    root = Path("~/.cache/twostage/fashion-mnist").expanduser()
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(root), train=True, download=True)
+        FashionMNIST(str(root), train=False, download=True)
+    except Exception:
+        raise DataError(
+            "Fashion-MNIST not found: run `apt-get install dataset-fashion-mnist` or set "
+            f"{FASHION_MNIST_ENV} to a torchvision root containing FashionMNIST/raw"
+        ) from None
+    return root / "FashionMNIST" / "raw"
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"Fashion-MNIST file {stem}[.gz] missing in {folder}")
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx(path: Path) -> np.ndarray:
+    """A uint8 IDX file (optionally gzipped) as a read-only array."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {_reason(e)}") from None
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise DataError(f"{path} is not a uint8 IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated")
+    return array.reshape(dims)
+
+
+class PhotoDataset(ImageDataset):
+    """``builtin:photos``: the photographs shipped with scikit-image and scikit-learn
+    (unlabeled); val = :data:`PHOTO_VAL_NAMES`, train = the rest."""
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int):
+        super().__init__(cfg, split, seed)
+        self.names = [
+            n for n in PHOTO_NAMES if split == "all" or (n in PHOTO_VAL_NAMES) == (split == "val")
+        ]
+        self._resized: dict[int, Image.Image] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _load(self, index: int) -> tuple[Image.Image, None, int]:
+        if index not in self._resized:
+            image = Image.fromarray(load_photo(self.names[index]))
+            self._resized[index] = _resize_shorter(image, None, self.resolution)[0]
+        return self._resized[index], None, -1
+
+
+@functools.lru_cache(maxsize=len(PHOTO_NAMES))
+def load_photo(name: str) -> np.ndarray:
+    """One of :data:`PHOTO_NAMES` as read-only uint8 (H,W,3); grayscale photos are replicated."""
+    if name in _SKLEARN_PHOTOS:
+        from sklearn.datasets import load_sample_image
+
+        photo = load_sample_image(f"{name}.jpg")
+    elif name in _SKIMAGE_PHOTOS:
+        import skimage.data
+
+        photo = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else None
+        photo = getattr(skimage.data, name)() if photo is None else photo
+    else:
+        raise DataError(f"unknown photo '{name}'; choose one of: {', '.join(PHOTO_NAMES)}")
+    photo = np.asarray(photo, dtype=np.uint8)
+    photo = np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo[..., :3]
+    photo = np.ascontiguousarray(photo)
+    photo.flags.writeable = False
+    return photo

@@ -1,0 +1,324 @@
+"""The training engine: one loop on ``accelerate.Accelerator`` that any :class:`Task` plugs into.
+
+The loop owns devices, mixed precision, gradient accumulation, clipping, EMA, checkpoints
+(atomic, resumable, bit-exact on CPU), logs, sample grids, evaluation and the NaN guard; the task
+owns the models and the losses and knows nothing of processes or files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from shared.config import TrainConfig
+from shared.ema import EMA
+from shared.images import save_grid
+from shared.run import checkpoints, latest_checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/inf; the last good checkpoint is left untouched."""
+
+
+class Task:
+    """What a training job provides. Subclasses set ``models`` (trainable modules, prepared by
+    accelerate) and may set ``ema_model`` (a key of ``models`` whose weights get an EMA copy) and
+    ``state`` (other checkpointable objects with ``state_dict``/``load_state_dict``)."""
+
+    models: dict[str, nn.Module]
+    ema_model: str | None = None
+    state: dict[str, Any] = {}
+
+    def setup(self, trainer: Trainer) -> None:
+        """Called once the models are on their device (move auxiliary modules here)."""
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+        """Compute losses, ``trainer.optimize(name, loss)`` per optimizer; return scalars."""
+        raise NotImplementedError
+
+    def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor | None:
+        """Images (B,C,H,W) in [-1,1] for the periodic grid, or None."""
+        return None
+
+    def evaluate(self, loader: DataLoader, trainer: Trainer) -> dict[str, float]:
+        return {}
+
+    def export(self, folder: Path, trainer: Trainer) -> None:
+        """Write the final weights in the project's own format."""
+
+
+class StepBatchSampler(Sampler):
+    """Infinite, resumable batches: the stream of dataset indices is the concatenation of seeded
+    permutations (one per epoch); batch ``j`` of rank ``r`` is a fixed slice of it. Yields lists of
+    ``(index, epoch)`` so datasets can seed their augmentations from the key."""
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0
+    ):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world, self.start = rank, world, start
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms = {epoch: torch.randperm(self.n, generator=g)}
+        return self._perms[epoch]
+
+    def batch(self, j: int) -> list[tuple[int, int]]:
+        first = (j * self.world + self.rank) * self.batch_size
+        keys = []
+        for p in range(first, first + self.batch_size):
+            epoch, i = divmod(p, self.n)
+            keys.append((int(self._perm(epoch)[i]), epoch))
+        return keys
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        j = self.start
+        while True:
+            yield self.batch(j)
+            j += 1
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / (self.batch_size * self.world))
+
+
+class Trainer:
+    """Runs ``task`` for ``cfg.max_steps`` optimizer steps, writing into ``run_dir``."""
+
+    def __init__(
+        self,
+        task: Task,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        train_data: Dataset,
+        val_data: Dataset | None = None,
+        resume: bool = False,
+        accelerator: Accelerator | None = None,
+        hparams: dict | None = None,
+    ):
+        self.task, self.cfg, self.run_dir = task, cfg, Path(run_dir)
+        self.accelerator = accelerator or make_accelerator(cfg, self.run_dir)
+        acc = self.accelerator
+        self.train_data, self.val_data = train_data, val_data
+        self.step = 0
+        names = list(task.models)
+        prepared = acc.prepare(*task.models.values())
+        prepared = prepared if isinstance(prepared, tuple) else (prepared,)
+        task.models = dict(zip(names, prepared, strict=True))
+        opts = task.configure_optimizers()
+        self.optimizers = {name: acc.prepare(opt) for name, opt in opts.items()}
+        task.setup(self)
+        self.ema = None
+        if task.ema_model and cfg.ema_decay > 0:
+            self.ema = EMA(acc.unwrap_model(task.models[task.ema_model]), cfg.ema_decay)
+            acc.register_for_checkpointing(self.ema)
+        for obj in task.state.values():
+            acc.register_for_checkpointing(obj)
+        if resume:
+            found = latest_checkpoint(self.run_dir)
+            if found is not None:
+                self.step, folder = found
+                acc.load_state(str(folder))
+                acc.print(f"resumed from {folder} (step {self.step})")
+            else:
+                acc.print(f"no complete checkpoint in {self.run_dir}; starting from step 0")
+        if acc.is_main_process:
+            acc.init_trackers("tensorboard", config=_flat_hparams(hparams or {}))
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def model(self, name: str, ema: bool = False) -> nn.Module:
+        """The unwrapped model ``name`` (its EMA copy when ``ema`` and one exists)."""
+        if ema and self.ema is not None and name == self.task.ema_model:
+            return self.ema.shadow
+        return self.accelerator.unwrap_model(self.task.models[name])
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """Backward ``loss`` into optimizer ``name``'s parameters and step it when the accumulation
+        window closes (clipping first when ``grad_clip`` > 0)."""
+        acc, opt = self.accelerator, self.optimizers[name]
+        acc.backward(loss)
+        if acc.sync_gradients and self.cfg.grad_clip > 0:
+            params = [p for g in opt.param_groups for p in g["params"]]
+            acc.clip_grad_norm_(params, self.cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, float]:
+        cfg, acc, task = self.cfg, self.accelerator, self.task
+        sampler = StepBatchSampler(
+            len(self.train_data),
+            cfg.batch_size,
+            cfg.seed,
+            acc.process_index,
+            acc.num_processes,
+            start=self.step * cfg.grad_accum,
+        )
+        loader = DataLoader(
+            self.train_data,
+            batch_sampler=sampler,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        batches = iter(loader)
+        fixed = self._fixed_batch()
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="train",
+            dynamic_ncols=True,
+            disable=not (acc.is_main_process and cfg.progress),
+        )
+        logs: dict[str, float] = {}
+        started, first_step = time.perf_counter(), self.step
+        for m in task.models.values():
+            m.train()
+        while self.step < cfg.max_steps:
+            for _ in range(cfg.grad_accum):
+                batch = self._to_device(next(batches))
+                with acc.accumulate(*task.models.values()), acc.autocast():
+                    logs = task.training_step(batch, self.step, self)
+                self._check_finite(logs)
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.model(task.ema_model))
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
+                self.log({**logs, "steps_per_s": rate})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:4]})
+            last = self.step == cfg.max_steps
+            if fixed is not None and (self.step % cfg.sample_every == 0 or last):
+                self.save_samples(fixed)
+            if self.val_data is not None and (self.step % cfg.eval_every == 0 or last):
+                self.log(self.evaluate(), prefix="val/")
+            if self.step % cfg.checkpoint_every == 0 or last:
+                self.save_checkpoint()
+        bar.close()
+        if acc.is_main_process:
+            self.task.export(self.run_dir / "model", self)
+        acc.wait_for_everyone()
+        acc.end_training()
+        return logs
+
+    def evaluate(self) -> dict[str, float]:
+        """The task's metrics on the validation data (main process), with models in eval mode."""
+        result: dict[str, float] = {}
+        if self.accelerator.is_main_process:
+            for m in self.task.models.values():
+                m.eval()
+            with torch.no_grad():
+                result = self.task.evaluate(self.val_loader(), self)
+            for m in self.task.models.values():
+                m.train()
+        return result
+
+    def val_loader(self) -> DataLoader:
+        n = min(len(self.val_data), self.cfg.eval_images)
+        subset = torch.utils.data.Subset(self.val_data, range(n))
+        return DataLoader(subset, batch_size=self.cfg.batch_size, num_workers=0)
+
+    def log(self, values: dict[str, float], prefix: str = "") -> None:
+        if not values:
+            return
+        values = {f"{prefix}{k}": float(v) for k, v in values.items()}
+        self.accelerator.log(values, step=self.step)
+        if self.accelerator.is_main_process:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, **values}) + "\n")
+
+    def save_samples(self, batch: dict) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        for m in self.task.models.values():
+            m.eval()
+        with torch.no_grad():
+            images = self.task.sample(batch, self)
+        for m in self.task.models.values():
+            m.train()
+        if images is not None:
+            save_grid(images, self.run_dir / "samples" / f"step_{self.step:06d}.png")
+
+    def save_checkpoint(self) -> Path:
+        """``save_state`` into a hidden folder, then rename it to ``step_NNNNNN`` (atomic)."""
+        acc = self.accelerator
+        root = self.run_dir / "checkpoints"
+        final, tmp = root / f"step_{self.step:06d}", root / f".tmp_step_{self.step:06d}"
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step}))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for _, old in checkpoints(self.run_dir)[: -max(self.cfg.keep_checkpoints, 1)]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _fixed_batch(self) -> dict | None:
+        data = self.val_data if self.val_data is not None else self.train_data
+        n = min(len(data), 8)
+        items = [data[i] for i in range(n)]
+        return self._to_device(torch.utils.data.default_collate(items)) if items else None
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _check_finite(self, logs: dict[str, float]) -> None:
+        bad = [k for k, v in logs.items() if not math.isfinite(float(v))]
+        flag = torch.tensor([float(bool(bad))], device=self.device)
+        if self.accelerator.reduce(flag, reduction="sum").item() > 0:
+            last = latest_checkpoint(self.run_dir)
+            where = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written"
+            name = bad[0] if bad else "a loss on another process"
+            raise TrainingDiverged(
+                f"loss '{name}' became non-finite at step {self.step + 1}; stopped ({where})"
+            )
+
+
+def make_accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
+    project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs"))
+    return Accelerator(
+        mixed_precision=cfg.precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with="tensorboard",
+        project_config=project,
+    )
+
+
+def _flat_hparams(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_hparams(v, f"{key}."))
+        else:
+            out[key] = v if isinstance(v, int | float | str | bool) else str(v)
+    return out

@@ -1,0 +1,72 @@
+"""Run folders: ``runs/NAME/{config.yaml, checkpoints/step_000500/, model/, samples/, logs/,
+metrics.jsonl}``. Checkpoint folders appear only complete (written aside, then renamed)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+CHECKPOINT_RE = re.compile(r"^step_(\d{6,})$")
+RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.jsonl")
+
+
+class RunError(ValueError):
+    """A run-folder mistake a user can fix (one line)."""
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create the run folder; refuse to reuse one unless ``resume`` or ``overwrite`` is given.
+
+    ``overwrite`` deletes an earlier run only, never a non-empty folder that is not a run."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"--output {path} is a file, not a folder")
+    occupied = path.exists() and any(path.iterdir())
+    if resume:
+        if not is_run_dir(path):
+            raise RunError(f"--resume: {path} is not a run folder to resume from")
+    elif occupied:
+        if not overwrite:
+            raise RunError(f"{path} already exists; pass --resume to continue it or --overwrite")
+        if not is_run_dir(path):
+            raise RunError(f"refusing to overwrite {path}: it is not a twostage run folder")
+        shutil.rmtree(path)
+    for sub in ("checkpoints", "samples", "logs"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first, as (step, folder)."""
+    folder = Path(run_dir) / "checkpoints"
+    found = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = CHECKPOINT_RE.match(p.name)
+            if m and p.is_dir() and (p / "trainer_state.json").is_file():
+                found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """All records of ``metrics.jsonl`` (a partly written last line is ignored)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records

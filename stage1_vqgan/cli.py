@@ -1,0 +1,255 @@
+"""``twostage vqgan train|reconstruct|encode|decode`` (also ``python -m stage1_vqgan``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shared.cli import add_training_flags, pick_device, run_main, training_overrides
+from shared.config import ConfigError, build_config, read_preset
+from shared.data import DataError, list_images, load_image
+from shared.images import from_uint8, save_png
+from stage1_vqgan.config import VQGANConfig
+from stage1_vqgan.load import load_tokenizer
+from stage1_vqgan.model import VQModel
+
+
+def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="VQGAN tokenizer (stage 1).")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    t = sub.add_parser("train", help="train a tokenizer")
+    add_training_flags(t)
+
+    def checkpoint_flags(s: argparse.ArgumentParser) -> None:
+        s.add_argument(
+            "--checkpoint",
+            required=True,
+            help="run folder, exported model folder, or taming last.ckpt",
+        )
+        s.add_argument("--config", help="taming YAML config (for a .ckpt checkpoint)")
+        s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+        s.add_argument("--batch-size", type=int, default=8)
+        s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    def image_flags(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--input", required=True, help="an image or a folder of images")
+        s.add_argument(
+            "--resize",
+            type=int,
+            metavar="N",
+            help="scale the shorter side to N, then crop to a multiple of f",
+        )
+        s.add_argument("--center-crop", type=int, metavar="N", help="centre crop to N x N")
+
+    r = sub.add_parser("reconstruct", help="encode and decode images")
+    checkpoint_flags(r)
+    image_flags(r)
+    r.add_argument("--output", required=True, help="folder for the reconstructed PNGs")
+
+    e = sub.add_parser("encode", help="images -> code indices (N x h x w int64 .npy)")
+    checkpoint_flags(e)
+    image_flags(e)
+    e.add_argument("--output", required=True, help="CODES.npy to write")
+
+    d = sub.add_parser("decode", help="code indices (.npy) -> PNG images")
+    checkpoint_flags(d)
+    d.add_argument("--codes", required=True, help="CODES.npy (N x h x w or h x w integers)")
+    d.add_argument("--output", required=True, help="folder for the decoded PNGs")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "twostage vqgan") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    return {
+        "train": cmd_train,
+        "reconstruct": cmd_reconstruct,
+        "encode": cmd_encode,
+        "decode": cmd_decode,
+    }[args.action](args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from stage1_vqgan.train import train
+
+    run_config = Path(args.output) / "config.yaml"
+    if args.resume and run_config.is_file():
+        base = read_preset(str(run_config), "stage1_vqgan")
+    elif args.config:
+        base = read_preset(args.config, "stage1_vqgan")
+    else:
+        raise ConfigError("--config is required (a preset name or a YAML file)")
+    cfg = build_config(VQGANConfig, base, overrides=training_overrides(args))
+    out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
+    print(f"run written to {out} (exported model in {out / 'model'})")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    model, device = _load(args)
+    out = Path(args.output)
+    written = 0
+    src = Path(args.input)
+    for paths, x in _image_batches(args, model):
+        targets = [
+            out
+            / (p.relative_to(src).with_suffix(".png") if src.is_dir() else Path(p.stem + ".png"))
+            for p in paths
+        ]
+        _refuse_existing(targets, args.overwrite)
+        with torch.no_grad():
+            rec = model.decode(model.encode(x.to(device))).clamp(-1, 1)
+        for img, target in zip(rec, targets, strict=True):
+            save_png(img, target)
+            written += 1
+    print(f"wrote {written} reconstructions to {out}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    model, device = _load(args)
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise ConfigError(f"--output {out}: codes are written as a .npy file")
+    _refuse_existing([out], args.overwrite)
+    codes, names = [], []
+    for paths, x in _image_batches(args, model):
+        with torch.no_grad():
+            codes.append(model.encode(x.to(device)).cpu())
+        names += [str(p) for p in paths]
+    shapes = {tuple(c.shape[1:]) for c in codes}
+    if len(shapes) > 1:
+        raise DataError(
+            f"images give different code grids {sorted(shapes)}; "
+            "use --resize or --center-crop for one size"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    array = torch.cat(codes).numpy().astype(np.int64)
+    np.save(out, array)
+    out.with_suffix(".files.txt").write_text("\n".join(names) + "\n")
+    print(f"wrote codes {tuple(array.shape)} to {out}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    model, device = _load(args)
+    codes = read_codes(args.codes, model.n_embed)
+    out = Path(args.output)
+    targets = [out / f"{i:06d}.png" for i in range(len(codes))]
+    _refuse_existing(targets, args.overwrite)
+    for start in range(0, len(codes), args.batch_size):
+        batch = torch.from_numpy(codes[start : start + args.batch_size]).to(device)
+        with torch.no_grad():
+            images = model.decode(batch).clamp(-1, 1)
+        for img, target in zip(images, targets[start:], strict=False):
+            save_png(img, target)
+    print(f"wrote {len(codes)} images to {out}")
+    return 0
+
+
+def read_codes(path: str | Path, n_embed: int) -> np.ndarray:
+    """A (N, h, w) int64 array of code indices from a .npy file, validated against the codebook."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"codes file not found: {path}")
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path} is not a .npy array ({str(e).splitlines()[0]})") from None
+    if codes.ndim == 2:
+        codes = codes[None]
+    if codes.ndim != 3 or not np.issubdtype(codes.dtype, np.integer):
+        raise DataError(
+            f"{path}: expected integer codes of shape N x h x w, got {codes.dtype} {codes.shape}"
+        )
+    if codes.size and (codes.min() < 0 or codes.max() >= n_embed):
+        raise DataError(
+            f"{path}: code values must lie in [0, {n_embed - 1}], found "
+            f"[{codes.min()}, {codes.max()}]"
+        )
+    return codes.astype(np.int64)
+
+
+def fit_image(
+    img: Image.Image, factor: int, resize: int | None, crop: int | None, source: str
+) -> Image.Image:
+    """Apply --resize / --center-crop; refuse sizes the tokenizer cannot take."""
+    if resize:
+        w, h = img.size
+        s = resize / min(w, h)
+        img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+        w, h = img.size
+        img = _center_crop(img, w - w % factor, h - h % factor)
+    if crop:
+        if min(img.size) < crop:
+            raise DataError(
+                f"{source}: {img.size[0]}x{img.size[1]} is smaller than --center-crop {crop}"
+            )
+        img = _center_crop(img, crop, crop)
+    w, h = img.size
+    if w % factor or h % factor or w == 0 or h == 0:
+        raise DataError(
+            f"{source}: size {w}x{h} is not divisible by the downsampling factor "
+            f"{factor}; pass --resize N or --center-crop N"
+        )
+    return img
+
+
+def _center_crop(img: Image.Image, w: int, h: int) -> Image.Image:
+    left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
+def _image_batches(
+    args: argparse.Namespace, model: VQModel
+) -> Iterator[tuple[list[Path], torch.Tensor]]:
+    """Consecutive images of one size, batched: (paths, (B,C,H,W) in [-1,1])."""
+    src = Path(args.input)
+    if not src.exists():
+        raise DataError(f"input not found: {src}")
+    paths = list_images(src) if src.is_dir() else [src]
+    if not paths:
+        raise DataError(f"no images in {src}")
+    batch_paths: list[Path] = []
+    batch: list[torch.Tensor] = []
+    channels = model.config["in_channels"]
+    for path in paths:
+        img = fit_image(
+            load_image(path, channels=channels),
+            model.downsample_factor,
+            args.resize,
+            args.center_crop,
+            str(path),
+        )
+        x = from_uint8(np.asarray(img))
+        if batch and (x.shape != batch[0].shape or len(batch) == args.batch_size):
+            yield batch_paths, torch.stack(batch)
+            batch_paths, batch = [], []
+        batch_paths.append(path)
+        batch.append(x)
+    yield batch_paths, torch.stack(batch)
+
+
+def _load(args: argparse.Namespace) -> tuple[VQModel, str]:
+    device = pick_device(args.device)
+    return load_tokenizer(args.checkpoint, args.config).to(device), device
+
+
+def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Finding and loading a tokenizer from whatever a user points at: an exported model folder, a run
+folder (its exported model, else its latest checkpoint), or a taming-transformers checkpoint file
+with its config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+
+from shared.checkpoint import CheckpointError, load_weights, save_weights
+from shared.config import ConfigError, build_config, read_preset
+from shared.pretrained import CONFIG_FILE, load_state
+from shared.run import latest_checkpoint
+from stage1_vqgan.config import VQGANConfig
+from stage1_vqgan.discriminator import PatchDiscriminator
+from stage1_vqgan.model import VQModel
+from stage1_vqgan.taming import is_taming_file, load_taming_vqgan
+
+DISC_WEIGHTS, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"
+
+
+def load_tokenizer(path: str | Path, config: str | Path | None = None) -> VQModel:
+    """A tokenizer in eval mode from a model folder, a run folder, or a taming ``.ckpt`` (+ its
+    ``config`` YAML). Errors are one-line :class:`CheckpointError`/:class:`ConfigError`."""
+    return load_tokenizer_and_discriminator(path, config)[0]
+
+
+def load_tokenizer_and_discriminator(
+    path: str | Path, config: str | Path | None = None
+) -> tuple[VQModel, dict[str, torch.Tensor] | None]:
+    """Like :func:`load_tokenizer`, plus the discriminator weights when the source has them."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_file() and is_taming_file(path):
+        return load_taming_vqgan(path, config)
+    folder = path.parent if path.is_file() else path
+    if (folder / CONFIG_FILE).is_file():
+        return VQModel.from_pretrained(folder), _discriminator_state(folder)
+    if (folder / "model" / CONFIG_FILE).is_file():
+        return VQModel.from_pretrained(folder / "model"), _discriminator_state(folder / "model")
+    found = latest_checkpoint(folder)
+    if (folder / "config.yaml").is_file() and found is not None:
+        cfg = build_config(VQGANConfig, read_preset(str(folder / "config.yaml"), "stage1_vqgan"))
+        model = VQModel.from_config(cfg.model)
+        step_dir = found[1]
+        load_state(model, load_weights(step_dir / "model.safetensors"), str(step_dir))
+        disc = step_dir / "model_1.safetensors"
+        return model.eval(), load_weights(disc) if disc.is_file() else None
+    raise CheckpointError(
+        f"{path} is neither a model folder (config.json), a run folder with a checkpoint, "
+        "nor a taming checkpoint (.ckpt with --config)"
+    )
+
+
+def save_discriminator(disc: PatchDiscriminator | dict, kwargs: dict, folder: Path) -> None:
+    state = disc.state_dict() if isinstance(disc, torch.nn.Module) else disc
+    save_weights(state, folder / DISC_WEIGHTS)
+    (folder / DISC_CONFIG).write_text(json.dumps(kwargs))
+
+
+def _discriminator_state(folder: Path) -> dict[str, torch.Tensor] | None:
+    return load_weights(folder / DISC_WEIGHTS) if (folder / DISC_WEIGHTS).is_file() else None
+
+
+def read_yaml(path: str | Path) -> dict:
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None

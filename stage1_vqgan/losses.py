@@ -1,0 +1,87 @@
+"""VQGAN objective: L1/L2 + LPIPS reconstruction, codebook loss, and a patch-GAN term scaled by
+the adaptive weight ||grad L_rec|| / (||grad L_GAN|| + delta) at the decoder's last layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shared.gan_losses import LeCam, discriminator_loss, generator_loss
+from stage1_vqgan.config import LossConfig
+
+
+def adaptive_weight(
+    rec_loss: torch.Tensor,
+    gan_loss: torch.Tensor,
+    last_layer: torch.Tensor,
+    delta: float = 1e-4,
+    max_weight: float = 1e4,
+) -> torch.Tensor:
+    """lambda = ||d rec/dW|| / (||d gan/dW|| + delta), clamped to [0, max_weight], detached."""
+    g_rec = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
+    g_gan = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]
+    return (g_rec.norm() / (g_gan.norm() + delta)).clamp(0.0, max_weight).detach()
+
+
+class VQGANLoss(nn.Module):
+    """Holds the frozen perceptual network and the GAN recipe; the discriminator is passed in."""
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.perceptual = None
+        if cfg.perceptual_weight > 0:
+            from shared.weights import build_lpips
+
+            self.perceptual = build_lpips(cfg.perceptual_net, cfg.perceptual_backbone)
+        self.lecam = LeCam(cfg.lecam_decay) if cfg.lecam_weight > 0 else None
+
+    def reconstruction(self, x: torch.Tensor, xrec: torch.Tensor) -> torch.Tensor:
+        """Mean per-pixel L1/L2 plus the weighted LPIPS distance (inputs in [-1,1])."""
+        diff = xrec - x
+        rec = diff.abs() if self.cfg.reconstruction == "l1" else diff.pow(2)
+        loss = rec.mean()
+        if self.perceptual is not None:
+            loss = loss + self.cfg.perceptual_weight * self.perceptual(xrec, x).mean()
+        return loss
+
+    def disc_active(self, step: int) -> bool:
+        return step >= self.cfg.disc_start
+
+    def generator(
+        self,
+        x: torch.Tensor,
+        xrec: torch.Tensor,
+        codebook_loss: torch.Tensor,
+        logits_fake: torch.Tensor | None,
+        last_layer: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Autoencoder loss; ``logits_fake`` is None before the discriminator starts."""
+        cfg = self.cfg
+        rec = self.reconstruction(x, xrec)
+        loss = rec + cfg.codebook_weight * codebook_loss
+        logs = {"rec": rec.item(), "codebook": codebook_loss.item()}
+        if logits_fake is not None:
+            g = generator_loss(cfg.gan_loss, logits_fake)
+            w = cfg.disc_weight
+            if cfg.adaptive_weight:
+                w = w * adaptive_weight(rec, g, last_layer, cfg.adaptive_delta, cfg.adaptive_max)
+            loss = loss + w * g
+            logs.update(g_loss=g.item(), d_weight=float(w))
+        logs["loss"] = loss.item()
+        return loss, logs
+
+    def discriminator(
+        self, logits_real: torch.Tensor, logits_fake: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = discriminator_loss(self.cfg.gan_loss, logits_real, logits_fake)
+        logs = {
+            "d_loss": loss.item(),
+            "logits_real": logits_real.mean().item(),
+            "logits_fake": logits_fake.mean().item(),
+        }
+        if self.lecam is not None:
+            reg = self.lecam(logits_real, logits_fake)
+            loss = loss + self.cfg.lecam_weight * reg
+            logs["lecam"] = reg.item()
+        return loss, logs

@@ -1,0 +1,136 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from shared.config import TrainConfig
+from shared.engine import StepBatchSampler, Task, Trainer, TrainingDiverged
+from shared.run import RunError, latest_checkpoint, prepare_run_dir, read_metrics
+
+
+class Points(torch.utils.data.Dataset):
+    """y = 3x - 1 with noise; keys may be (index, epoch) like the project's datasets."""
+
+    def __init__(self, n=64):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 4, generator=g)
+        self.y = self.x.sum(1, keepdim=True) * 3 - 1
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, key):
+        i = key[0] if isinstance(key, tuple) else key
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+class Regression(Task):
+    ema_model = "net"
+
+    def __init__(self, nan_at=None):
+        self.models = {"net": nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.1), nn.Linear(8, 1))}
+        self.nan_at = nan_at
+
+    def configure_optimizers(self):
+        return {"net": torch.optim.Adam(self.models["net"].parameters(), lr=5e-2)}
+
+    def training_step(self, batch, step, trainer):
+        loss = (self.models["net"](batch["x"]) - batch["y"]).pow(2).mean()
+        if self.nan_at is not None and step + 1 >= self.nan_at:
+            loss = loss * float("nan")
+        trainer.optimize("net", loss)
+        return {"loss": loss.item()}
+
+    def evaluate(self, loader, trainer):
+        net = trainer.model("net", ema=True)
+        errs = [(net(b["x"]) - b["y"]).pow(2).mean() for b in loader]
+        return {"mse": torch.stack(errs).mean().item()}
+
+
+def fit(run_dir, max_steps, resume=False, nan_at=None, **kw):
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        batch_size=8,
+        max_steps=max_steps,
+        checkpoint_every=5,
+        sample_every=1000,
+        eval_every=5,
+        log_every=1,
+        num_workers=0,
+        progress=False,
+        ema_decay=0.9,
+        grad_clip=1.0,
+        **kw,
+    )
+    if not resume:
+        prepare_run_dir(run_dir)
+    trainer = Trainer(Regression(nan_at), cfg, run_dir, Points(), Points(16), resume=resume)
+    trainer.fit()
+    return trainer
+
+
+def test_training_reduces_the_loss_and_logs(tmp_path):
+    fit(tmp_path / "run", 60)
+    records = read_metrics(tmp_path / "run")
+    losses = [r["loss"] for r in records if "loss" in r]
+    evals = [r["val/mse"] for r in records if "val/mse" in r]
+    assert losses[-1] < 0.2 * losses[0] and evals[-1] < evals[0]
+    assert latest_checkpoint(tmp_path / "run")[0] == 60
+    assert len(list((tmp_path / "run" / "checkpoints").iterdir())) == 2  # keep_checkpoints
+    assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))
+
+
+def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path):
+    fit(tmp_path / "a", 20)
+    fit(tmp_path / "b", 10)
+    fit(tmp_path / "b", 20, resume=True)
+    for name in ("model.safetensors",):
+        a = load_file(tmp_path / "a" / "checkpoints" / "step_000020" / name)
+        b = load_file(tmp_path / "b" / "checkpoints" / "step_000020" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_gradient_accumulation_runs_and_counts_optimizer_steps(tmp_path):
+    fit(tmp_path / "acc", 6, grad_accum=2)
+    state = json.loads((tmp_path / "acc/checkpoints/step_000006/trainer_state.json").read_text())
+    assert state["step"] == 6
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match="step 8.*step_000005"):
+        fit(tmp_path / "nan", 20, nan_at=8)
+    assert latest_checkpoint(tmp_path / "nan")[0] == 5
+    weights = load_file(tmp_path / "nan/checkpoints/step_000005/model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_run_folder_is_never_overwritten_silently(tmp_path):
+    run = tmp_path / "run"
+    prepare_run_dir(run)
+    (run / "config.yaml").write_text("x: 1")
+    with pytest.raises(RunError, match="--resume.*--overwrite"):
+        prepare_run_dir(run)
+    prepare_run_dir(run, overwrite=True)
+    assert not (run / "config.yaml").exists()
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(RunError, match="not a twostage run"):
+        prepare_run_dir(mine, overwrite=True)
+    assert (mine / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_step_sampler_is_resumable_and_shards_across_processes():
+    full = StepBatchSampler(10, 3, seed=1)
+    it = iter(full)
+    stream = [next(it) for _ in range(8)]
+    resumed = iter(StepBatchSampler(10, 3, seed=1, start=5))
+    assert [next(resumed) for _ in range(3)] == stream[5:8]
+    first_epoch = [i for b in stream for i, e in b if e == 0]
+    assert sorted(first_epoch) == list(range(10))
+    r0, r1 = StepBatchSampler(10, 2, 1, 0, 2), StepBatchSampler(10, 2, 1, 1, 2)
+    assert r0.batch(0) + r1.batch(0) == StepBatchSampler(10, 4, seed=1).batch(0)
