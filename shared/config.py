@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = choice("no", "fp16", "bf16")
     num_workers: int = 2
+    channels_last: bool = False  # memory format of conv models and image batches
     progress: bool = True
 
 

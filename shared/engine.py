@@ -118,6 +118,9 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.step = 0
         names = list(task.models)
+        if cfg.channels_last:
+            for m in task.models.values():
+                m.to(memory_format=torch.channels_last)
         prepared = acc.prepare(*task.models.values())
         prepared = prepared if isinstance(prepared, tuple) else (prepared,)
         task.models = dict(zip(names, prepared, strict=True))
@@ -182,7 +185,7 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),
         )
         batches = iter(loader)
-        fixed = self._fixed_batch()
+        fixed = self.fixed_batch()
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
@@ -282,14 +285,20 @@ class Trainer:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _fixed_batch(self) -> dict | None:
+    def fixed_batch(self, n: int = 8) -> dict | None:
         data = self.val_data if self.val_data is not None else self.train_data
-        n = min(len(data), 8)
-        items = [data[i] for i in range(n)]
+        items = [data[i] for i in range(min(len(data), n))]
         return self._to_device(torch.utils.data.default_collate(items)) if items else None
 
     def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        out = {}
+        for k, v in batch.items():
+            if torch.is_tensor(v):
+                v = v.to(self.device)
+                if v.ndim == 4 and self.cfg.channels_last:
+                    v = v.contiguous(memory_format=torch.channels_last)
+            out[k] = v
+        return out
 
     def _check_finite(self, logs: dict[str, float]) -> None:
         bad = [k for k, v in logs.items() if not math.isfinite(float(v))]

@@ -19,7 +19,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def from_uint8(arr: np.ndarray) -> torch.Tensor:
     """(H,W) or (H,W,C) uint8 -> (C,H,W) float in [-1,1]."""
-    t = torch.from_numpy(np.ascontiguousarray(arr)).float()
+    t = torch.from_numpy(np.array(arr)).float()
     t = t[..., None] if t.ndim == 2 else t
     return t.permute(2, 0, 1) / 127.5 - 1
 

@@ -31,15 +31,17 @@ class QuantizerOutput(NamedTuple):
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Index of the nearest code (squared L2) for each row: z (N, D), codebook (K, D) -> (N,).
 
-    Rows are processed ``chunk`` at a time, so at most chunk*K distances exist at once."""
-    z, codebook = z.float(), codebook.float()
-    chunk = chunk or max(1, SEARCH_BUDGET // codebook.shape[0])
-    e_sq = codebook.pow(2).sum(1)
-    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
-    for start in range(0, z.shape[0], chunk):
-        part = z[start : start + chunk]
-        d = part.pow(2).sum(1, keepdim=True) + e_sq - 2 * part @ codebook.t()
-        out[start : start + chunk] = d.argmin(1)
+    Rows are processed ``chunk`` at a time, so at most chunk*K distances exist at once; the
+    distances are computed in fp32 even under autocast."""
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z, codebook = z.float(), codebook.float()
+        chunk = chunk or max(1, SEARCH_BUDGET // codebook.shape[0])
+        e_sq = codebook.pow(2).sum(1)
+        out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+        for start in range(0, z.shape[0], chunk):
+            part = z[start : start + chunk]
+            d = part.pow(2).sum(1, keepdim=True) + e_sq - 2 * part @ codebook.t()
+            out[start : start + chunk] = d.argmin(1)
     return out
 
 

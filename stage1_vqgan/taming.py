@@ -8,6 +8,7 @@ discriminator state; the LPIPS copy under ``loss.perceptual_loss.*`` is dropped.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,8 +34,17 @@ def find_taming_config(ckpt: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def taming_model_config(config: str | Path) -> tuple[ModelConfig, dict]:
-    """Our :class:`ModelConfig` and the discriminator kwargs from a taming YAML config."""
+def taming_config_path(ckpt: str | Path, config: str | Path | None = None) -> Path:
+    """The given YAML, else the one in taming's log layout; a one-line error when neither."""
+    found = Path(config) if config else find_taming_config(Path(ckpt))
+    if found is None:
+        raise ConfigError(f"{ckpt} is a taming checkpoint: pass its YAML config with --config")
+    return found
+
+
+def taming_model_config(config: str | Path) -> tuple[ModelConfig, dict | None]:
+    """Our :class:`ModelConfig` and the discriminator kwargs (None for an ActNorm one) from a
+    taming YAML config."""
     try:
         raw = yaml.safe_load(Path(config).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
@@ -70,8 +80,10 @@ def taming_model_config(config: str | Path) -> tuple[ModelConfig, dict]:
         legacy_beta=True,
     )
     loss = (params.get("lossconfig") or {}).get("params") or {}
+    if loss.get("use_actnorm"):
+        return cfg, None  # an ActNorm discriminator: a layout PatchDiscriminator does not have
     disc = {
-        "in_channels": loss.get("disc_in_channels", dd["out_ch"]),
+        "in_channels": loss.get("disc_in_channels", 3),
         "ndf": loss.get("disc_ndf", 64),
         "n_layers": loss.get("disc_num_layers", 3),
     }
@@ -92,10 +104,7 @@ def load_taming_vqgan(
 ) -> tuple[VQModel, dict[str, torch.Tensor] | None]:
     """(tokenizer in eval mode, discriminator state or None) from a taming checkpoint."""
     ckpt = Path(ckpt)
-    config = Path(config) if config else find_taming_config(ckpt)
-    if config is None:
-        raise ConfigError(f"{ckpt} is a taming checkpoint: pass its YAML config with --config")
-    model_cfg, _ = taming_model_config(config)
+    model_cfg, disc_kwargs = taming_model_config(taming_config_path(ckpt, config))
     raw = load_torch_checkpoint(ckpt)
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict) or not state:
@@ -103,4 +112,9 @@ def load_taming_vqgan(
     model_state, disc_state = taming_state_dicts(state)
     model = VQModel.from_config(model_cfg)
     load_state(model, model_state, str(ckpt))
+    if disc_kwargs is None and disc_state:
+        warnings.warn(
+            f"{ckpt}: its ActNorm discriminator is not loaded (BatchNorm only)", stacklevel=2
+        )
+        disc_state = None
     return model.eval(), disc_state or None

@@ -14,9 +14,11 @@ from shared.data import build_dataset
 from shared.engine import Task, Trainer, make_accelerator
 from shared.images import quantize_8bit
 from shared.metrics import psnr
+from shared.pretrained import load_state
 from shared.run import prepare_run_dir
-from stage1_vqgan.config import VQGANConfig
+from stage1_vqgan.config import ModelConfig, VQGANConfig
 from stage1_vqgan.discriminator import PatchDiscriminator
+from stage1_vqgan.load import load_tokenizer_and_discriminator, save_discriminator
 from stage1_vqgan.losses import VQGANLoss
 from stage1_vqgan.model import VQModel
 
@@ -38,15 +40,16 @@ class VQGANTask(Task):
 
     def __init__(self, cfg: VQGANConfig):
         self.cfg = cfg
-        ae = VQModel.from_config(cfg.model)
+        disc_state = None
+        if cfg.init_from:  # fine-tuning: the architecture is the loaded tokenizer's
+            ae, disc_state = load_tokenizer_and_discriminator(cfg.init_from)
+            cfg.model = ModelConfig(**ae.config)
+            ae.train()
+        else:
+            ae = VQModel.from_config(cfg.model)
         disc = PatchDiscriminator(cfg.model.out_channels, cfg.loss.disc_ndf, cfg.loss.disc_layers)
-        if cfg.init_from:
-            from stage1_vqgan.load import load_tokenizer_and_discriminator
-
-            init_ae, disc_state = load_tokenizer_and_discriminator(cfg.init_from)
-            ae.load_state_dict(init_ae.state_dict())
-            if disc_state is not None:
-                disc.load_state_dict(disc_state)
+        if disc_state is not None:
+            load_state(disc, disc_state, f"{cfg.init_from} (discriminator)")
         self.models = {"ae": ae, "disc": disc}
         self.loss = VQGANLoss(cfg.loss)
         self.state = {"lecam": self.loss.lecam} if self.loss.lecam is not None else {}
@@ -101,9 +104,13 @@ class VQGANTask(Task):
 
     def export(self, folder: Path, trainer: Trainer) -> None:
         trainer.model("ae", ema=True).save_pretrained(folder)
-        from shared.checkpoint import save_weights
-
-        save_weights(trainer.model("disc").state_dict(), folder / "discriminator.safetensors")
+        loss = self.cfg.loss
+        kwargs = {
+            "in_channels": self.cfg.model.out_channels,
+            "ndf": loss.disc_ndf,
+            "n_layers": loss.disc_layers,
+        }
+        save_discriminator(trainer.model("disc"), kwargs, folder)
 
 
 def train(
@@ -117,14 +124,14 @@ def train(
             f"({cfg.model.in_channels})"
         )
     accelerator = make_accelerator(cfg.train, output)
-    if accelerator.is_main_process:
-        prepare_run_dir(output, overwrite=overwrite, resume=resume)
-        save_yaml(cfg, output / "config.yaml")
-    accelerator.wait_for_everyone()
     set_seed(cfg.train.seed)
     train_data = build_dataset(cfg.data, "train", seed=cfg.train.seed)
     val_data = build_dataset(cfg.data, "val", seed=cfg.train.seed)
     task = VQGANTask(cfg)
+    if accelerator.is_main_process:
+        prepare_run_dir(output, overwrite=overwrite, resume=resume)
+        save_yaml(cfg, output / "config.yaml")
+    accelerator.wait_for_everyone()
     trainer = Trainer(
         task,
         cfg.train,
