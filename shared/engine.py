@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -227,15 +228,25 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation data (main process), with models in eval mode."""
-        result: dict[str, float] = {}
-        if self.accelerator.is_main_process:
+        if not self.accelerator.is_main_process:
+            return {}
+        with self.inference():
+            return self.task.evaluate(self.val_loader(), self)
+
+    @contextmanager
+    def inference(self):
+        """Eval mode and no gradients, with the random state of training left untouched (so
+        evaluation and sampling never change what training does next)."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        modes = {name: m.training for name, m in self.task.models.items()}
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
             for m in self.task.models.values():
                 m.eval()
-            with torch.no_grad():
-                result = self.task.evaluate(self.val_loader(), self)
-            for m in self.task.models.values():
-                m.train()
-        return result
+            try:
+                yield
+            finally:
+                for name, m in self.task.models.items():
+                    m.train(modes[name])
 
     def val_loader(self) -> DataLoader:
         n = min(len(self.val_data), self.cfg.eval_images)
@@ -254,12 +265,8 @@ class Trainer:
     def save_samples(self, batch: dict) -> None:
         if not self.accelerator.is_main_process:
             return
-        for m in self.task.models.values():
-            m.eval()
-        with torch.no_grad():
+        with self.inference():
             images = self.task.sample(batch, self)
-        for m in self.task.models.values():
-            m.train()
         if images is not None:
             save_grid(images, self.run_dir / "samples" / f"step_{self.step:06d}.png")
 

@@ -283,7 +283,7 @@ def _missing_message(weights: WeightSpec) -> str:
 
 # --- LPIPS -----------------------------------------------------------------------------------
 
-_LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet"}
+LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet"}
 
 
 def build_lpips(net: str = "vgg", backbone: str = "pretrained") -> torch.nn.Module:
@@ -296,11 +296,11 @@ def build_lpips(net: str = "vgg", backbone: str = "pretrained") -> torch.nn.Modu
     """
     import lpips
 
-    if net not in _LPIPS_BACKBONES:
-        raise ValueError(f"LPIPS net must be one of {sorted(_LPIPS_BACKBONES)}, got {net!r}")
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f"LPIPS net must be one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
     if backbone not in ("pretrained", "random", "auto"):
         raise ValueError(f"backbone must be 'pretrained', 'random' or 'auto', got {backbone!r}")
-    backbone_name = _LPIPS_BACKBONES[net]
+    backbone_name = LPIPS_BACKBONES[net]
     if backbone == "auto":
         backbone = "pretrained" if available(backbone_name) else "random"
         if backbone == "random":

@@ -3,10 +3,13 @@ the adaptive weight ||grad L_rec|| / (||grad L_GAN|| + delta) at the decoder's l
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from shared.gan_losses import LeCam, discriminator_loss, generator_loss
+from shared.weights import ENV_VAR, LPIPS_BACKBONES, available, build_lpips, spec
 from stage1_vqgan.config import LossConfig
 
 
@@ -23,6 +26,22 @@ def adaptive_weight(
     return (g_rec.norm() / (g_gan.norm() + delta)).clamp(0.0, max_weight).detach()
 
 
+def perceptual_backbone(cfg: LossConfig) -> str | None:
+    """The LPIPS backbone to build; ``auto`` means the pretrained one when its file is present,
+    else no perceptual term (with a warning naming the file)."""
+    if cfg.perceptual_backbone != "auto":
+        return cfg.perceptual_backbone
+    name = LPIPS_BACKBONES[cfg.perceptual_net]
+    if available(name):
+        return "pretrained"
+    warnings.warn(
+        f"perceptual loss off: {spec(name).filename} not found "
+        f"(place it in ${ENV_VAR} or ~/.cache/twostage/weights)",
+        stacklevel=2,
+    )
+    return None
+
+
 class VQGANLoss(nn.Module):
     """Holds the frozen perceptual network and the GAN recipe; the discriminator is passed in."""
 
@@ -30,10 +49,9 @@ class VQGANLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.perceptual = None
-        if cfg.perceptual_weight > 0:
-            from shared.weights import build_lpips
-
-            self.perceptual = build_lpips(cfg.perceptual_net, cfg.perceptual_backbone)
+        backbone = perceptual_backbone(cfg) if cfg.perceptual_weight > 0 else None
+        if backbone is not None:
+            self.perceptual = build_lpips(cfg.perceptual_net, backbone)
         self.lecam = LeCam(cfg.lecam_decay) if cfg.lecam_weight > 0 else None
 
     def reconstruction(self, x: torch.Tensor, xrec: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from shared.checkpoint import CheckpointError
 from shared.config import build_config, read_preset
@@ -222,6 +223,30 @@ def test_cli_size_rules_and_errors(trained, tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+def test_resumed_run_ends_with_exactly_the_uninterrupted_weights(tmp_path):
+    common = [
+        "train.batch_size=4",
+        "train.checkpoint_every=3",
+        "loss.disc_start=2",
+        "model.restart_unused_steps=2",
+        "train.ema_decay=0.9",
+        "loss.lecam_weight=0.1",
+        "loss.perceptual_weight=0.1",
+        "loss.perceptual_backbone=random",
+    ]
+    train(tiny_config("train.max_steps=6", *common), tmp_path / "a")
+    train(tiny_config("train.max_steps=3", *common), tmp_path / "b")
+    train(tiny_config("train.max_steps=6", *common), tmp_path / "b", resume=True)
+    a, b = tmp_path / "a/checkpoints/step_000006", tmp_path / "b/checkpoints/step_000006"
+    for name in ("model.safetensors", "model_1.safetensors"):
+        wa, wb = load_file(a / name), load_file(b / name)
+        assert wa.keys() == wb.keys()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    ema_a = VQModel.from_pretrained(tmp_path / "a/model").state_dict()
+    ema_b = VQModel.from_pretrained(tmp_path / "b/model").state_dict()
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+
+
 def test_two_process_run_writes_one_consistent_checkpoint(tmp_path):
     out = tmp_path / "mp"
     cmd = [
@@ -253,7 +278,7 @@ def test_two_process_run_writes_one_consistent_checkpoint(tmp_path):
         "model.restart_unused_steps=2",
         "train.progress=false",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == [
