@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,6 +193,7 @@ class Trainer:
             initial=self.step,
             desc="train",
             dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,
             disable=not (acc.is_main_process and cfg.progress),
         )
         logs: dict[str, float] = {}

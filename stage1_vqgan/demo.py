@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from shared.config import build_config, read_preset
 from shared.data import build_dataset
 from shared.images import quantize_8bit, save_grid
 from shared.metrics import psnr
-from shared.run import prepare_run_dir, read_metrics
+from shared.run import RunError, is_run_dir, read_metrics
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.train import train
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "twostage demo") -> int:
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    out = prepare_run_dir(args.output, overwrite=args.overwrite)
+    out = prepare_demo_dir(Path(args.output), args.overwrite)
     overrides = list(args.overrides)
     if args.max_steps:
         overrides.append(f"train.max_steps={args.max_steps}")
@@ -60,6 +61,18 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     print("\n".join(lines))
     print(f"results in {out}: reconstructions.png, losses.png, summary.md")
     return 0
+
+
+def prepare_demo_dir(out: Path, overwrite: bool) -> Path:
+    """An empty folder for the demo; an earlier demo is replaced only with ``overwrite``."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(f"{out} already exists; pass --overwrite to replace it")
+        if not (out / "summary.json").is_file() and not is_run_dir(out / "tokenizer"):
+            raise RunError(f"refusing to overwrite {out}: it is not a twostage demo folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 @torch.no_grad()
