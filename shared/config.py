@@ -4,6 +4,7 @@ against dataclass schemas. Every user mistake becomes a one-line :class:`ConfigE
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -81,7 +82,7 @@ def read_preset(name_or_path: str, package: str) -> dict:
             raise ConfigError(f"unknown preset '{name_or_path}'; choose one of: {names}")
         text = res.read_text()
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{name_or_path}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -91,11 +92,8 @@ def read_preset(name_or_path: str, package: str) -> dict:
 
 def build_config(schema: type[T], *layers: dict, overrides: list[str] = ()) -> T:
     """Merge mappings and dotted ``key=value`` overrides onto ``schema``'s defaults; validate."""
-    for item in overrides:
-        if "=" not in item or item.startswith("="):
-            raise ConfigError(f"override '{item}' is not of the form key=value")
     cfg = OmegaConf.structured(schema)
-    for layer in (*layers, OmegaConf.from_dotlist(list(overrides))):
+    for layer in (*layers, parse_overrides(overrides)):
         try:
             _check_keys(schema, OmegaConf.to_container(OmegaConf.create(layer)), "")
             cfg = OmegaConf.merge(cfg, layer)
@@ -105,6 +103,41 @@ def build_config(schema: type[T], *layers: dict, overrides: list[str] = ()) -> T
     obj = OmegaConf.to_object(cfg)
     validate(obj)
     return obj
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``, values read as YAML."""
+    out: dict = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        try:
+            node[leaf] = load_yaml(value) if value else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override '{item}': value is not valid YAML") from None
+    return out
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false, so ``precision: no`` stays the string "no"."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 def validate(obj: Any, prefix: str = "") -> None:

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 
 from shared.checkpoint import CheckpointError, load_weights, save_weights
-from shared.config import ConfigError, build_config, read_preset
+from shared.config import build_config, read_preset
 from shared.pretrained import CONFIG_FILE, load_state
 from shared.run import latest_checkpoint
 from stage1_vqgan.config import VQGANConfig
@@ -64,10 +63,3 @@ def save_discriminator(disc: PatchDiscriminator | dict, kwargs: dict, folder: Pa
 
 def _discriminator_state(folder: Path) -> dict[str, torch.Tensor] | None:
     return load_weights(folder / DISC_WEIGHTS) if (folder / DISC_WEIGHTS).is_file() else None
-
-
-def read_yaml(path: str | Path) -> dict:
-    try:
-        return yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None

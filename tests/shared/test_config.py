@@ -63,3 +63,17 @@ def test_yaml_file_with_unknown_key_is_rejected(tmp_path):
     path.write_text("model:\n  ch: 64\n  heads: 3\n")
     with pytest.raises(ConfigError, match="unknown key 'model.heads'"):
         build_config(VQGANConfig, read_preset(str(path), "stage1_vqgan"))
+
+
+def test_no_and_yes_stay_strings_in_yaml_and_overrides(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("train:\n  precision: no\ndata:\n  source: yes\n")
+    cfg = build_config(VQGANConfig, read_preset(str(path), "stage1_vqgan"))
+    assert cfg.train.precision == "no" and cfg.data.source == "yes"
+    cfg = build_config(
+        VQGANConfig,
+        {},
+        overrides=["train.precision=no", "loss.adaptive_weight=false", "data.source=1e5"],
+    )
+    assert cfg.train.precision == "no" and cfg.loss.adaptive_weight is False
+    assert cfg.data.source == "1e5"
