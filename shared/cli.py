@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -47,7 +48,9 @@ def run_main(
     argv: Sequence[str] | None = None,
     prog: str = "twostage",
 ) -> int:
-    """Run a CLI entry point, turning user errors into ``prog: error: ...`` and exit code 2."""
+    """Run a CLI entry point, turning user errors into ``prog: error: ...`` and exit code 2;
+    warnings print as one line ``prog: warning: ...``."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"{prog}: warning: {message}\n"
     try:
         return main(argv) or 0
     except user_errors() as e:
