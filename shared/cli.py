@@ -50,6 +50,7 @@ def run_main(
 ) -> int:
     """Run a CLI entry point, turning user errors into ``prog: error: ...`` and exit code 2;
     warnings print as one line ``prog: warning: ...``."""
+    default_format = warnings.formatwarning
     warnings.formatwarning = lambda message, *args, **kwargs: f"{prog}: warning: {message}\n"
     try:
         return main(argv) or 0
@@ -60,6 +61,8 @@ def run_main(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = default_format
 
 
 def add_training_flags(p: argparse.ArgumentParser, config_required: bool = True) -> None:
