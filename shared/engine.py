@@ -213,7 +213,7 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
                 self.log({**logs, "steps_per_s": rate})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:4]})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:4]}, refresh=False)
             last = self.step == cfg.max_steps
             if fixed is not None and (self.step % cfg.sample_every == 0 or last):
                 self.save_samples(fixed)

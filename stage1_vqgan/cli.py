@@ -62,6 +62,44 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     checkpoint_flags(d)
     d.add_argument("--codes", required=True, help="CODES.npy (N x h x w or h x w integers)")
     d.add_argument("--output", required=True, help="folder for the decoded PNGs")
+    b = sub.add_parser("benchmark", help="reconstruction metrics of one or more tokenizers")
+    b.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        help="run/model folder, taming .ckpt, or py:MODULE:FUNCTION (repeatable)",
+    )
+    b.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="taming YAML for the checkpoint in the same position ('-' for none)",
+    )
+    b.add_argument("--name", action="append", default=[], help="label per checkpoint")
+    b.add_argument("--data", required=True, help="image folder or builtin:NAME")
+    b.add_argument("--resolution", type=int, default=256)
+    b.add_argument("--num-images", type=int, help="first N images (default: all)")
+    b.add_argument("--batch-size", type=int, default=16)
+    b.add_argument("--output", required=True, help="folder for results.json/.md and report.html")
+    b.add_argument(
+        "--no-8bit",
+        action="store_true",
+        help="compare float reconstructions (default: 8-bit round trip first)",
+    )
+    b.add_argument(
+        "--lpips-backbone",
+        choices=["pretrained", "random"],
+        default="pretrained",
+        help="random: same architecture at random weights (testing only)",
+    )
+    b.add_argument(
+        "--inception",
+        choices=["pretrained", "random"],
+        default="pretrained",
+        help="random: same architecture at random weights (testing only)",
+    )
+    b.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    b.add_argument("--overwrite", action="store_true", help="replace existing result files")
     return p
 
 
@@ -71,12 +109,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "twostage vqgan") -> int
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
-    return {
+    commands = {
         "train": cmd_train,
         "reconstruct": cmd_reconstruct,
         "encode": cmd_encode,
         "decode": cmd_decode,
-    }[args.action](args)
+        "benchmark": cmd_benchmark,
+    }
+    return commands[args.action](args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -155,6 +195,68 @@ def cmd_decode(args: argparse.Namespace) -> int:
             save_png(img, target)
     print(f"wrote {len(codes)} images to {out}")
     return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from stage1_vqgan import report
+    from stage1_vqgan.benchmark import (
+        BenchmarkProtocol,
+        benchmark_data,
+        benchmark_tokenizer,
+        load_any_tokenizer,
+    )
+
+    out = Path(args.output)
+    _refuse_existing(
+        [out / n for n in ("results.json", "results.md", "report.html")], args.overwrite
+    )
+    if len(args.config) > len(args.checkpoint) or len(args.name) > len(args.checkpoint):
+        raise ConfigError("more --config/--name than --checkpoint values")
+    configs = [None if c == "-" else c for c in args.config]
+    configs += [None] * (len(args.checkpoint) - len(configs))
+    names = args.name + [checkpoint_name(c) for c in args.checkpoint[len(args.name) :]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"tokenizer names must differ: {names}; use --name")
+    protocol = BenchmarkProtocol(
+        resolution=args.resolution,
+        round_trip_8bit=not args.no_8bit,
+        num_images=args.num_images,
+        batch_size=args.batch_size,
+        lpips_backbone=args.lpips_backbone,
+        inception=args.inception,
+    )
+    data = benchmark_data(args.data, protocol)
+    device = torch.device(pick_device(args.device))
+    results, crops = [], {}
+    for checkpoint, config, name in zip(args.checkpoint, configs, names, strict=True):
+        tok = load_any_tokenizer(checkpoint, config)
+        if isinstance(tok, torch.nn.Module):
+            tok = tok.to(device).eval()
+        if args.resolution % tok.downsample_factor:
+            raise DataError(
+                f"--resolution {args.resolution} is not divisible by {name}'s "
+                f"downsampling factor {tok.downsample_factor}"
+            )
+        result = benchmark_tokenizer(tok, name, checkpoint, data, protocol, device)
+        crops[name] = report.crops_html(result, tok, data, device, protocol)
+        results.append(result)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(results, protocol, args.data, out / "results.json")
+    table = report.markdown_table(results)
+    (out / "results.md").write_text(table)
+    report.write_html(results, protocol, args.data, out / "report.html", crops)
+    print(table + f"\nwrote {out / 'results.json'}, results.md and report.html")
+    return 0
+
+
+def checkpoint_name(source: str) -> str:
+    """A short label: the run's folder name for ``RUN`` or ``RUN/model``, else the file stem."""
+    path = Path(source.removeprefix("py:"))
+    if path.name == "model" or path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        if path.parent.name == "checkpoints":
+            return path.parent.parent.name
+        return path.parent.name if path.name == "model" else path.stem
+    return path.name or source
 
 
 def read_codes(path: str | Path, n_embed: int) -> np.ndarray:

@@ -1,0 +1,143 @@
+"""FD-FMNIST: the Frechet distance between image sets in the 128-d penultimate feature space of a
+small Fashion-MNIST classifier. It is our stand-in where Inception weights are absent; it is not
+FID and its values are not comparable with FID.
+
+Images are float tensors in [-1, 1], (B, C, H, W) with C = 1 or 3 and any H, W.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load as load_safetensors
+from torch import nn
+
+FEATURE_DIM = 128
+INPUT_SIZE = 28
+WIDTHS = (16, 32, 64)
+WEIGHTS_NAME = "fmnist_classifier.safetensors"
+TRAIN_COMMAND = "python scripts/train_fmnist_classifier.py"
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class FashionMNISTClassifier(nn.Module):
+    """Three conv blocks of WIDTHS channels (28 -> 14 -> 7 -> 3 pixels), a 128-d feature layer
+    (linear, BatchNorm, ReLU) and a 10-way linear head."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        w1, w2, w3 = WIDTHS
+        self.body = nn.Sequential(_block(1, w1), _block(w1, w2), _block(w2, w3), nn.Flatten())
+        self.embed = nn.Sequential(
+            nn.Linear(w3 * 3 * 3, FEATURE_DIM, bias=False),
+            nn.BatchNorm1d(FEATURE_DIM),
+            nn.ReLU(inplace=True),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(FEATURE_DIM, num_classes))
+
+    @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        """(B, 1|3, H, W) in [-1, 1] -> (B, 1, 28, 28) gray, resized bilinearly with antialias."""
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"expected images (B, 1|3, H, W), got shape {tuple(images.shape)}")
+        x = images.float().mean(1, keepdim=True)
+        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+            size = (INPUT_SIZE, INPUT_SIZE)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (B, 128), non-negative."""
+        return self.embed(self.body(self.prepare(images)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, 10)."""
+        return self.head(self.features(images))
+
+
+def _weights_bytes(path: str | Path | None) -> tuple[bytes, str]:
+    res = resources.files("shared") / "assets" / WEIGHTS_NAME if path is None else Path(path)
+    if not res.is_file():
+        raise FileNotFoundError(
+            f"FD-FMNIST classifier weights not found at {res}; create them with `{TRAIN_COMMAND}`"
+        )
+    return res.read_bytes(), str(res)
+
+
+def load_fmnist_classifier(path: str | Path | None = None) -> FashionMNISTClassifier:
+    """The trained classifier (committed weights by default, or ``path``), in eval mode and
+    frozen, on the CPU."""
+    data, where = _weights_bytes(path)
+    model = FashionMNISTClassifier()
+    try:
+        model.load_state_dict(load_safetensors(data))
+    except Exception as e:
+        raise ValueError(f"{where} does not hold FashionMNISTClassifier weights: {e}") from None
+    return model.eval().requires_grad_(False)
+
+
+def fmnist_feature_fn(
+    device: str | torch.device = "cpu", batch_size: int = 256
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function images (B, C, H, W) in [-1, 1] -> FD-FMNIST features (B, 128) float32 on
+    ``device``, evaluated in chunks of ``batch_size`` without gradients."""
+    model = load_fmnist_classifier().to(device)
+
+    @torch.no_grad()
+    def feature_fn(images: torch.Tensor) -> torch.Tensor:
+        chunks = images.split(batch_size)
+        return torch.cat([model.features(c.to(device)) for c in chunks])
+
+    return feature_fn
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) for means (D,) and covariances (D, D);
+    singular covariances (dead features) are expected and handled."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            eps = 1e-6 * np.eye(len(mu1))
+            covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean.real)
+    return float(value)
+
+
+def feature_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
+    f = features.detach().cpu().double().numpy()
+    if len(f) < 2:
+        raise ValueError(f"need at least 2 images for a covariance, got {len(f)}")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def fd_fmnist(
+    real_images: torch.Tensor,
+    fake_images: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> float:
+    """FD-FMNIST between two image sets (N, C, H, W) in [-1, 1] (N >= 2 each); ``device``
+    defaults to that of ``real_images``."""
+    feature_fn = fmnist_feature_fn(device or real_images.device, batch_size)
+    stats = [feature_stats(feature_fn(x)) for x in (real_images, fake_images)]
+    return frechet_distance(*stats[0], *stats[1])

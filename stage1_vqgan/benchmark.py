@@ -1,0 +1,168 @@
+"""Reconstruction benchmark of tokenizers on a set of images, in one pass per tokenizer.
+
+Protocol (defaults): the shorter side is resized to ``resolution`` and the centre is cropped; the
+reconstruction goes through an 8-bit round trip before any metric; PSNR/SSIM/MSE/MAE on [0, 1];
+LPIPS (VGG, AlexNet); rFID and KID of reconstructions against the originals and the Inception
+Score of the reconstructions (Inception-v3 FID weights); codebook usage over the whole set.
+
+Any tokenizer plugs in through :class:`Tokenizer`: ``encode(x) -> (B,h,w)`` indices,
+``decode(indices) -> images``, ``n_embed`` and ``downsample_factor``."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from shared.config import DataConfig
+from shared.data import build_dataset
+from shared.images import quantize_8bit
+
+
+class Tokenizer(Protocol):
+    n_embed: int
+    downsample_factor: int
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, indices: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class BenchmarkProtocol:
+    """How images are prepared and compared (recorded in the results)."""
+
+    resolution: int = 256
+    crop: str = "center"  # shorter side resized to `resolution`, then this crop
+    round_trip_8bit: bool = True
+    num_images: int | None = None
+    batch_size: int = 16
+    lpips_backbone: str = "pretrained"
+    inception: str = "pretrained"
+
+
+@dataclass
+class TokenizerResult:
+    name: str
+    source: str
+    metrics: dict = field(default_factory=dict)
+    per_image: dict = field(default_factory=dict)
+    code_counts: list[int] = field(default_factory=list)
+    unavailable: dict = field(default_factory=dict)
+
+
+def load_any_tokenizer(source: str, config: str | None = None) -> Tokenizer:
+    """Our checkpoints and taming ones through :func:`load_tokenizer`; another project's tokenizer
+    through ``py:MODULE:FUNCTION`` (a function returning a :class:`Tokenizer`, given the config)."""
+    if source.startswith("py:"):
+        module, _, func = source[3:].partition(":")
+        factory: Callable = getattr(importlib.import_module(module), func)
+        return factory(config) if config else factory()
+    from stage1_vqgan.load import load_tokenizer
+
+    return load_tokenizer(source, config)
+
+
+def codebook_stats(counts: torch.Tensor) -> dict[str, float]:
+    """Usage (fraction of codes ever used), entropy in bits and perplexity of a code histogram."""
+    p = counts.double() / counts.sum().clamp(min=1)
+    nz = p[p > 0]
+    entropy = float(-(nz * nz.log2()).sum())
+    return {
+        "usage": float((counts > 0).double().mean()),
+        "entropy_bits": entropy,
+        "perplexity": 2.0**entropy,
+    }
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocations on GPU, resident set size on Linux CPUs."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak_mib = device, None
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif Path("/proc/self/clear_refs").exists():
+            with contextlib.suppress(OSError):
+                Path("/proc/self/clear_refs").write_text("5")
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif Path("/proc/self/status").exists():
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM"):
+                    self.peak_mib = int(line.split()[1]) / 1024
+
+
+def benchmark_tokenizer(
+    tok: Tokenizer, name: str, source: str, data, protocol: BenchmarkProtocol, device: torch.device
+) -> TokenizerResult:
+    """Encode/decode every image once, timing both, and feed the evaluator."""
+    from shared.metrics import ReconstructionEvaluator
+
+    evaluator = ReconstructionEvaluator(
+        device, lpips_backbone=protocol.lpips_backbone, inception=protocol.inception
+    )
+    n = len(data) if protocol.num_images is None else min(protocol.num_images, len(data))
+    counts = torch.zeros(tok.n_embed, dtype=torch.long)
+    encode_s = decode_s = 0.0
+    tokens = 0
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        warm = torch.stack([data[0]["image"]]).to(device)
+        tok.decode(tok.encode(warm))
+    bar = tqdm(total=n, desc=name, unit="img", dynamic_ncols=True)
+    with PeakMemory(device) as memory, torch.inference_mode():
+        for start in range(0, n, protocol.batch_size):
+            x = torch.stack(
+                [data[i]["image"] for i in range(start, min(n, start + protocol.batch_size))]
+            )
+            x = x.to(device)
+            sync()
+            t0 = time.perf_counter()
+            idx = tok.encode(x)
+            sync()
+            t1 = time.perf_counter()
+            rec = tok.decode(idx).float().clamp(-1, 1)
+            sync()
+            encode_s += t1 - t0
+            decode_s += time.perf_counter() - t1
+            if protocol.round_trip_8bit:
+                rec = quantize_8bit(rec)
+            evaluator.update(x.float(), rec)
+            counts += torch.bincount(idx.flatten().cpu(), minlength=tok.n_embed)
+            tokens = idx[0].numel()
+            bar.update(len(x))
+    bar.close()
+    result = evaluator.compute()
+    per_image = result.pop("per_image", {})
+    unavailable = result.pop("unavailable", {})
+    metrics = {
+        **result,
+        **codebook_stats(counts),
+        "codebook_size": tok.n_embed,
+        "tokens_per_image": tokens,
+        "bits_per_image": tokens * math.log2(tok.n_embed),
+        "encode_img_s": n / max(encode_s, 1e-9),
+        "decode_img_s": n / max(decode_s, 1e-9),
+        "peak_memory_mib": memory.peak_mib,
+        "num_images": n,
+    }
+    return TokenizerResult(name, source, metrics, per_image, counts.tolist(), unavailable)
+
+
+def benchmark_data(source: str, protocol: BenchmarkProtocol):
+    cfg = DataConfig(source=source, resolution=protocol.resolution, crop=protocol.crop, flip=False)
+    return build_dataset(cfg, "all")
