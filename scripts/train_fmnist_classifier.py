@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     model, acc = train(args.epochs, args.seed)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, args.output, metadata={"format": "pt", "metric": "FD-FMNIST"})
+    save_file(state, args.output, metadata={"format": "pt"})
     args.output.chmod(0o644)
     meta = {
         "test_accuracy": round(acc, 4),

@@ -1,6 +1,7 @@
 """FD-FMNIST: the Frechet distance between image sets in the 128-d penultimate feature space of a
 small Fashion-MNIST classifier. It is our stand-in where Inception weights are absent; it is not
-FID and its values are not comparable with FID.
+FID and its values are not comparable with FID. Like FID it is biased upwards for small sets:
+compare only values computed from the same numbers of images.
 
 Images are float tensors in [-1, 1], (B, C, H, W) with C = 1 or 3 and any H, W.
 """
@@ -87,7 +88,8 @@ def load_fmnist_classifier(path: str | Path | None = None) -> FashionMNISTClassi
     try:
         model.load_state_dict(load_safetensors(data))
     except Exception as e:
-        raise ValueError(f"{where} does not hold FashionMNISTClassifier weights: {e}") from None
+        reason = " ".join(str(e).split())
+        raise ValueError(f"{where} does not hold FD-FMNIST classifier weights: {reason}") from None
     return model.eval().requires_grad_(False)
 
 

@@ -308,7 +308,7 @@ class ReconstructionEvaluator:
     ``random_weights`` (metrics computed with random networks: not comparable numbers),
     ``per_image`` (lists in update order, when ``keep_per_image``) and ``unavailable``
     ({metric: reason}; those metrics are None while the others still run).
-    ``lpips_backbone``/``inception``: "pretrained" or "random".
+    ``lpips_backbone``/``inception``: "pretrained", "random" (tests) or "off" (skipped).
     """
 
     def __init__(
@@ -322,8 +322,9 @@ class ReconstructionEvaluator:
         kid_max_samples: int = 10_000,
     ) -> None:
         for name, value in (("lpips_backbone", lpips_backbone), ("inception", inception)):
-            if value not in ("pretrained", "random"):
-                raise ValueError(f"{name} must be 'pretrained' or 'random', got {value!r}")
+            if value not in ("pretrained", "random", "off"):
+                raise ValueError(f"{name} must be 'pretrained', 'random' or 'off', got {value!r}")
+        lpips_nets = () if lpips_backbone == "off" else lpips_nets
         unknown = set(lpips_nets) - set(LPIPS_BACKBONES)
         if unknown:
             raise ValueError(f"unknown LPIPS nets {sorted(unknown)}, known {list(LPIPS_BACKBONES)}")
@@ -345,6 +346,9 @@ class ReconstructionEvaluator:
         self.reset()
 
     def _build(self, keys: Sequence[str], builder: Callable, weights: str) -> nn.Module | None:
+        if weights == "off":
+            self.unavailable.update(dict.fromkeys(keys, "switched off"))
+            return None
         try:
             model = builder(weights)
         except WeightsUnavailable as exc:

@@ -88,15 +88,15 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--lpips-backbone",
-        choices=["pretrained", "random"],
+        choices=["pretrained", "random", "off"],
         default="pretrained",
-        help="random: same architecture at random weights (testing only)",
+        help="random: same network at random weights (testing only); off: skip",
     )
     b.add_argument(
         "--inception",
-        choices=["pretrained", "random"],
+        choices=["pretrained", "random", "off"],
         default="pretrained",
-        help="random: same architecture at random weights (testing only)",
+        help="random: same network at random weights (testing only); off: skip",
     )
     b.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     b.add_argument("--overwrite", action="store_true", help="replace existing result files")

@@ -68,10 +68,25 @@ def markdown_table(results: list[TokenizerResult]) -> str:
         f"| {r.name} | " + " | ".join(fmt(r.metrics.get(k)) for k, _, _ in METRICS) + " |"
         for r in results
     ]
-    notes = [
-        f"- {r.name}: {k} unavailable: {why}" for r in results for k, why in r.unavailable.items()
-    ]
+    notes = [f"- {note}" for note in result_notes(results)]
     return "\n".join([head, rule, *rows, "", *notes]).rstrip() + "\n"
+
+
+def result_notes(results: list[TokenizerResult]) -> list[str]:
+    """Metrics that are missing, or that came from random weights (not comparable numbers)."""
+    notes = []
+    for r in results:
+        by_reason: dict[str, list[str]] = {}
+        for key, why in r.unavailable.items():
+            by_reason.setdefault(why, []).append(key)
+        notes += [f"{r.name}: {', '.join(k)} unavailable: {why}" for why, k in by_reason.items()]
+    notes += [
+        f"{r.name}: {', '.join(r.metrics['random_weights'])} computed with RANDOM weights "
+        "(testing only, not comparable)"
+        for r in results
+        if r.metrics.get("random_weights")
+    ]
+    return notes
 
 
 def png_data(arr: np.ndarray) -> str:
@@ -195,12 +210,7 @@ def write_html(
         + "</tr>"
         for r in results
     )
-    notes = "".join(
-        f'<p class="note">{html.escape(r.name)}: {html.escape(k)} unavailable: '
-        f"{html.escape(why)}</p>"
-        for r in results
-        for k, why in r.unavailable.items()
-    )
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in result_notes(results))
     sections = "".join(
         f"<h3>{html.escape(r.name)}</h3><p><small>{html.escape(r.source)}</small></p>"
         f'<div>{crops.get(r.name, "")}</div><img src="{usage_histogram(r)}">'

