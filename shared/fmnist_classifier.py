@@ -8,17 +8,16 @@ Images are float tensors in [-1, 1], (B, C, H, W) with C = 1 or 3 and any H, W.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 from torch import nn
+
+from shared.metrics import FrechetDistance
 
 FEATURE_DIM = 128
 INPUT_SIZE = 28
@@ -108,30 +107,6 @@ def fmnist_feature_fn(
     return feature_fn
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
-) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) for means (D,) and covariances (D, D);
-    singular covariances (dead features) are expected and handled."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():
-            eps = 1e-6 * np.eye(len(mu1))
-            covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
-    diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean.real)
-    return float(value)
-
-
-def feature_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
-    f = features.detach().cpu().double().numpy()
-    if len(f) < 2:
-        raise ValueError(f"need at least 2 images for a covariance, got {len(f)}")
-    return f.mean(0), np.cov(f, rowvar=False)
-
-
 def fd_fmnist(
     real_images: torch.Tensor,
     fake_images: torch.Tensor,
@@ -140,6 +115,7 @@ def fd_fmnist(
 ) -> float:
     """FD-FMNIST between two image sets (N, C, H, W) in [-1, 1] (N >= 2 each); ``device``
     defaults to that of ``real_images``."""
-    feature_fn = fmnist_feature_fn(device or real_images.device, batch_size)
-    stats = [feature_stats(feature_fn(x)) for x in (real_images, fake_images)]
-    return frechet_distance(*stats[0], *stats[1])
+    distance = FrechetDistance(fmnist_feature_fn(device or real_images.device, batch_size))
+    distance.update(real_images, real=True)
+    distance.update(fake_images, real=False)
+    return distance.compute()

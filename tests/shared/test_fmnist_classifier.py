@@ -14,6 +14,7 @@ from shared.fmnist_classifier import (
     fmnist_feature_fn,
     load_fmnist_classifier,
 )
+from shared.metrics import FrechetDistance
 
 needs_data = pytest.mark.skipif(
     not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
@@ -110,3 +111,15 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="does not hold FD-FMNIST") as info:
         load_fmnist_classifier(tmp_path / "other.safetensors")
     assert "\n" not in str(info.value)
+
+
+def test_streaming_frechet_distance_agrees_with_fd_fmnist():
+    gen = torch.Generator().manual_seed(2)
+    real = torch.rand(300, 1, 28, 28, generator=gen) * 2 - 1
+    fake = (real + 0.3 * torch.randn(real.shape, generator=gen)).clamp(-1, 1)
+    streaming = FrechetDistance(fmnist_feature_fn("cpu"))
+    for batch in real.split(128):
+        streaming.update(batch, real=True)
+    for batch in fake.split(100):
+        streaming.update(batch, real=False)
+    assert streaming.compute() == pytest.approx(fd_fmnist(real, fake), rel=1e-5, abs=1e-6)
