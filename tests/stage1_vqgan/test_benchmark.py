@@ -18,25 +18,14 @@ from stage1_vqgan.benchmark import (
 from stage1_vqgan.cli import main as vqgan_main
 from stage1_vqgan.model import VQModel
 
-TINY = dict(
-    ch=32,
-    ch_mult=[1, 2, 2],
-    num_res_blocks=1,
-    attn_resolutions=[8],
-    z_channels=32,
-    resolution=32,
-    n_embed=64,
-    embed_dim=16,
-)
-
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory):
+def report_dir(tmp_path_factory, tiny_model_kwargs):
     root = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
-    VQModel(**TINY).save_pretrained(root / "tok_a")
+    VQModel(**tiny_model_kwargs).save_pretrained(root / "tok_a")
     torch.manual_seed(1)
-    VQModel(**{**TINY, "n_embed": 128}).save_pretrained(root / "tok_b")
+    VQModel(**{**tiny_model_kwargs, "n_embed": 128}).save_pretrained(root / "tok_b")
     args = [
         "benchmark",
         "--checkpoint",
@@ -91,9 +80,9 @@ def test_results_hold_every_metric_for_each_tokenizer(report_dir):
     assert table.count("\n| tok_") == 2 and "RANDOM weights" in table
 
 
-def test_usage_is_counted_over_the_whole_set_not_per_batch(tmp_path):
+def test_usage_is_counted_over_the_whole_set_not_per_batch(tmp_path, tiny_model_kwargs):
     torch.manual_seed(0)
-    tok = VQModel(**TINY).eval()
+    tok = VQModel(**tiny_model_kwargs).eval()
     tok.quantize.embedding.weight.data.normal_()
     protocol = BenchmarkProtocol(resolution=32, lpips_backbone="off", inception="off")
     data = benchmark_data("builtin:photos", protocol)
@@ -110,11 +99,13 @@ def test_usage_is_counted_over_the_whole_set_not_per_batch(tmp_path):
         assert result.code_counts == counts.tolist()
 
 
-def test_missing_weights_are_reported_while_other_metrics_run(tmp_path, monkeypatch):
+def test_missing_weights_are_reported_while_other_metrics_run(
+    tmp_path, monkeypatch, tiny_model_kwargs
+):
     monkeypatch.setenv("TWOSTAGE_WEIGHTS", str(tmp_path / "empty"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
-    VQModel(**TINY).save_pretrained(tmp_path / "tok")
+    VQModel(**tiny_model_kwargs).save_pretrained(tmp_path / "tok")
     out = tmp_path / "out"
     assert (
         vqgan_main(

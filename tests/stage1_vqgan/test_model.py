@@ -6,20 +6,9 @@ from stage1_vqgan.config import ModelConfig, VQGANConfig
 from stage1_vqgan.discriminator import PatchDiscriminator
 from stage1_vqgan.model import VQModel
 
-TINY = dict(
-    ch=32,
-    ch_mult=[1, 2, 2],
-    num_res_blocks=1,
-    attn_resolutions=[8],
-    z_channels=32,
-    resolution=32,
-    n_embed=64,
-    embed_dim=16,
-)
 
-
-def test_encode_decode_shapes_and_factor():
-    model = VQModel(**TINY).eval()
+def test_encode_decode_shapes_and_factor(tiny_model_kwargs):
+    model = VQModel(**tiny_model_kwargs).eval()
     x = torch.rand(2, 3, 32, 48) * 2 - 1
     idx = model.encode(x)
     assert model.downsample_factor == 4
@@ -29,22 +18,22 @@ def test_encode_decode_shapes_and_factor():
     assert model.codebook.shape == (64, 16)
 
 
-def test_any_number_of_channels():
-    model = VQModel(**{**TINY, "in_channels": 5, "out_channels": 5})
+def test_any_number_of_channels(tiny_model_kwargs):
+    model = VQModel(**{**tiny_model_kwargs, "in_channels": 5, "out_channels": 5})
     x = torch.randn(1, 5, 16, 16)
     rec, q = model(x)
     assert rec.shape == x.shape and q.indices.shape == (1, 4, 4)
 
 
-def test_decode_of_encode_equals_forward_in_eval():
-    model = VQModel(**TINY).eval()
+def test_decode_of_encode_equals_forward_in_eval(tiny_model_kwargs):
+    model = VQModel(**tiny_model_kwargs).eval()
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     rec, q = model(x)
     assert torch.allclose(model.decode(q.indices), rec, atol=1e-5)
 
 
-def test_save_and_load_pretrained_round_trip(tmp_path):
-    model = VQModel(**{**TINY, "codebook_dim": 4, "l2_normalize": True}).eval()
+def test_save_and_load_pretrained_round_trip(tmp_path, tiny_model_kwargs):
+    model = VQModel(**{**tiny_model_kwargs, "codebook_dim": 4, "l2_normalize": True}).eval()
     model.save_pretrained(tmp_path / "tok")
     again = VQModel.from_pretrained(tmp_path / "tok")
     x = torch.rand(2, 3, 32, 32) * 2 - 1
