@@ -88,7 +88,6 @@ def train_throughput(name: str, extra: list[str], device: str, min_time: float) 
             "loss.disc_start=0",
             "train.progress=false",
             f"train.channels_last={fast}",
-            f"train.precision={'bf16' if fast and device == 'cuda' else 'no'}",
             *extra,
         )
         torch.manual_seed(0)
@@ -98,8 +97,8 @@ def train_throughput(name: str, extra: list[str], device: str, min_time: float) 
             trainer = Trainer(task, c.train, tmp, data)
             batch = trainer.fixed_batch(c.train.batch_size)
 
-            def step(trainer=trainer, batch=batch, task=task):
-                with trainer.accelerator.autocast():
+            def step(trainer=trainer, batch=batch, task=task, fast=fast):
+                with autocast(device, fast):  # one AcceleratorState per process: no bf16 flag
                     task.training_step(batch, 1, trainer)
                 if device == "cuda":
                     torch.cuda.synchronize()

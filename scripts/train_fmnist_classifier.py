@@ -3,7 +3,7 @@ accuracy on the 10k test images and write its weights + metadata (JSON beside th
 
 Runs on one CPU thread (about 5 minutes): reproducible for a seed and unharmed by a busy machine.
 
-    python scripts/train_fmnist_classifier.py [--epochs 8] [--seed 0] [--output PATH]
+    python scripts/train_fmnist_classifier.py [--epochs 8] [--seed 0] [--output PATH] [--overwrite]
 """
 
 from __future__ import annotations
@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     args = p.parse_args(argv)
+    if args.output.exists() and not args.overwrite:
+        p.error(f"{args.output} exists (the shipped weights?); pass --overwrite or --output")
     start = time.perf_counter()
     model, acc = train(args.epochs, args.seed)
     args.output.parent.mkdir(parents=True, exist_ok=True)

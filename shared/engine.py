@@ -117,7 +117,8 @@ class Trainer:
         self.task, self.cfg, self.run_dir = task, cfg, Path(run_dir)
         self.accelerator = accelerator or make_accelerator(cfg, self.run_dir)
         acc = self.accelerator
-        self.train_data, self.val_data = train_data, val_data
+        self.train_data = train_data
+        self.val_data = val_data if val_data is not None and len(val_data) else None
         self.step = 0
         names = list(task.models)
         if cfg.channels_last:
@@ -210,16 +211,16 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model(task.ema_model))
             bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+            if due(self.step, cfg.log_every) or self.step == cfg.max_steps:
                 rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
                 self.log({**logs, "steps_per_s": rate})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:4]}, refresh=False)
             last = self.step == cfg.max_steps
-            if fixed is not None and (self.step % cfg.sample_every == 0 or last):
+            if fixed is not None and (due(self.step, cfg.sample_every) or last):
                 self.save_samples(fixed)
-            if self.val_data is not None and (self.step % cfg.eval_every == 0 or last):
+            if self.val_data is not None and (due(self.step, cfg.eval_every) or last):
                 self.log(self.evaluate(), prefix="val/")
-            if self.step % cfg.checkpoint_every == 0 or last:
+            if due(self.step, cfg.checkpoint_every) or last:
                 self.save_checkpoint()
         bar.close()
         if acc.is_main_process:
@@ -277,8 +278,10 @@ class Trainer:
         acc = self.accelerator
         root = self.run_dir / "checkpoints"
         final, tmp = root / f"step_{self.step:06d}", root / f".tmp_step_{self.step:06d}"
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
+        if acc.is_main_process:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
         acc.wait_for_everyone()
@@ -321,9 +324,15 @@ class Trainer:
             )
 
 
+def due(step: int, every: int) -> bool:
+    """Whether a periodic action falls on ``step``; ``every`` <= 0 switches it off."""
+    return every > 0 and step % every == 0
+
+
 def make_accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
     project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs"))
     return Accelerator(
+        cpu=not torch.cuda.is_available(),  # so several CPU processes form a gloo group
         mixed_precision=cfg.precision,
         gradient_accumulation_steps=cfg.grad_accum,
         log_with="tensorboard",

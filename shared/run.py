@@ -25,21 +25,29 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = Fa
 
     ``overwrite`` deletes an earlier run only, never a non-empty folder that is not a run."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunError(f"--output {path} is a file, not a folder")
-    occupied = path.exists() and any(path.iterdir())
-    if resume:
-        if not is_run_dir(path):
-            raise RunError(f"--resume: {path} is not a run folder to resume from")
-    elif occupied:
-        if not overwrite:
-            raise RunError(f"{path} already exists; pass --resume to continue it or --overwrite")
-        if not is_run_dir(path):
-            raise RunError(f"refusing to overwrite {path}: it is not a twostage run folder")
+    if check_run_dir(path, overwrite, resume) == "replace":
         shutil.rmtree(path)
     for sub in ("checkpoints", "samples", "logs"):
         (path / sub).mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_run_dir(path: Path, overwrite: bool = False, resume: bool = False) -> str:
+    """Validate ``--output`` without touching it: "new", "resume" or "replace" (run it on every
+    process, so a mistake stops them all)."""
+    if path.exists() and not path.is_dir():
+        raise RunError(f"--output {path} is a file, not a folder")
+    if resume:
+        if not is_run_dir(path):
+            raise RunError(f"--resume: {path} is not a run folder to resume from")
+        return "resume"
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise RunError(f"{path} already exists; pass --resume to continue it or --overwrite")
+        if not is_run_dir(path):
+            raise RunError(f"refusing to overwrite {path}: it is not a twostage run folder")
+        return "replace"
+    return "new"
 
 
 def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:

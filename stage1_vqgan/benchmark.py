@@ -84,26 +84,38 @@ def codebook_stats(counts: torch.Tensor) -> dict[str, float]:
 
 
 class PeakMemory:
-    """Peak memory during a block: CUDA allocations on GPU, resident set size on Linux CPUs."""
+    """Working memory of a block: its peak minus what was in use when it started (CUDA
+    allocations on GPU, resident set size on Linux CPUs; None where neither can be read)."""
 
     def __init__(self, device: torch.device):
         self.device, self.peak_mib = device, None
 
+    def _now_and_peak(self) -> tuple[float, float] | None:
+        if self.device.type == "cuda":
+            return (
+                torch.cuda.memory_allocated(self.device) / 2**20,
+                torch.cuda.max_memory_allocated(self.device) / 2**20,
+            )
+        status = Path("/proc/self/status")
+        if not status.exists():
+            return None
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
     def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif Path("/proc/self/clear_refs").exists():
+        else:
             with contextlib.suppress(OSError):
-                Path("/proc/self/clear_refs").write_text("5")
+                Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+        start = self._now_and_peak()
+        self._start = start[0] if start else None
         return self
 
     def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
-        elif Path("/proc/self/status").exists():
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM"):
-                    self.peak_mib = int(line.split()[1]) / 1024
+        end = self._now_and_peak()
+        if end is not None and self._start is not None:
+            self.peak_mib = max(end[1] - self._start, 0.0)
 
 
 def benchmark_tokenizer(
@@ -124,19 +136,23 @@ def benchmark_tokenizer(
         warm = torch.stack([data[0]["image"]]).to(device)
         tok.decode(tok.encode(warm))
     bar = tqdm(total=n, desc=name, unit="img", dynamic_ncols=True)
-    with PeakMemory(device) as memory, torch.inference_mode():
+    peak_mib = None
+    with torch.inference_mode():
         for start in range(0, n, protocol.batch_size):
             x = torch.stack(
                 [data[i]["image"] for i in range(start, min(n, start + protocol.batch_size))]
             )
             x = x.to(device)
             sync()
-            t0 = time.perf_counter()
-            idx = tok.encode(x)
-            sync()
-            t1 = time.perf_counter()
-            rec = tok.decode(idx).float().clamp(-1, 1)
-            sync()
+            with PeakMemory(device) as memory:
+                t0 = time.perf_counter()
+                idx = tok.encode(x)
+                sync()
+                t1 = time.perf_counter()
+                rec = tok.decode(idx).float().clamp(-1, 1)
+                sync()
+            if memory.peak_mib is not None:
+                peak_mib = max(peak_mib or 0.0, memory.peak_mib)
             encode_s += t1 - t0
             decode_s += time.perf_counter() - t1
             if protocol.round_trip_8bit:
@@ -157,7 +173,7 @@ def benchmark_tokenizer(
         "bits_per_image": tokens * math.log2(tok.n_embed),
         "encode_img_s": n / max(encode_s, 1e-9),
         "decode_img_s": n / max(decode_s, 1e-9),
-        "peak_memory_mib": memory.peak_mib,
+        "peak_memory_mib": peak_mib,
         "num_images": n,
     }
     return TokenizerResult(name, source, metrics, per_image, counts.tolist(), unavailable)

@@ -120,6 +120,8 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from stage1_vqgan.train import train
 
     run_config = Path(args.output) / "config.yaml"
@@ -131,7 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--config is required (a preset name or a YAML file)")
     cfg = build_config(VQGANConfig, base, overrides=training_overrides(args))
     out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
-    print(f"run written to {out} (exported model in {out / 'model'})")
+    if PartialState().is_main_process:
+        print(f"run written to {out} (exported model in {out / 'model'})")
     return 0
 
 

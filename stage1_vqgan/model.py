@@ -88,7 +88,7 @@ class VQModel(Pretrained):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B,C,H,W) in [-1,1], H and W divisible by f -> code indices (B, H/f, W/f) int64."""
-        return self.quantize(self.encode_latent(x)).indices
+        return self.quantize.indices(self.encode_latent(x))
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """(B,h,w) code indices -> images (B,C,h*f,w*f), nominally in [-1,1]."""

@@ -113,6 +113,12 @@ class VectorQuantizer(nn.Module):
         z = self.in_proj(z) if self.low_dim else z
         return F.normalize(z, dim=1) if self.l2_normalize else z
 
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) latents -> (B, h, w) nearest-code indices; no state changes."""
+        b, d, h, w = z.shape
+        flat = self.to_search_space(z.permute(0, 2, 3, 1).reshape(-1, d))
+        return nearest_code(flat, self.codes(), self.search_chunk).reshape(b, h, w)
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) indices -> (B, D, h, w) quantised latents."""
         z = F.embedding(indices, self.codes())
@@ -123,8 +129,9 @@ class VectorQuantizer(nn.Module):
         b, d, h, w = z.shape
         flat = self.to_search_space(z.permute(0, 2, 3, 1).reshape(-1, d))
         idx = nearest_code(flat, self.codes(), self.search_chunk)
-        counts = all_reduce_sum(torch.bincount(idx, minlength=self.n_embed).float())
-        if self.training:
+        counts = torch.bincount(idx, minlength=self.n_embed).float()
+        if self.training:  # collective ops only here: evaluation may run on one process
+            counts = all_reduce_sum(counts)
             if self.ema:
                 self._ema_update(flat.detach().float(), idx, counts)
             if self.restart_unused_steps:

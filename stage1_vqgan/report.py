@@ -35,7 +35,7 @@ METRICS = [
     ("bits_per_image", "bits/img", 0),
     ("encode_img_s", "encode img/s", 1),
     ("decode_img_s", "decode img/s", 1),
-    ("peak_memory_mib", "peak MiB", -1),
+    ("peak_memory_mib", "enc+dec peak MiB", -1),
 ]
 
 

@@ -15,7 +15,7 @@ from shared.engine import Task, Trainer, make_accelerator
 from shared.images import quantize_8bit
 from shared.metrics import psnr
 from shared.pretrained import load_state
-from shared.run import prepare_run_dir
+from shared.run import check_run_dir, prepare_run_dir
 from stage1_vqgan.config import ModelConfig, VQGANConfig
 from stage1_vqgan.discriminator import PatchDiscriminator
 from stage1_vqgan.load import load_tokenizer_and_discriminator, save_discriminator
@@ -123,6 +123,15 @@ def train(
             f"data.channels ({cfg.data.channels}) must equal model.in_channels "
             f"({cfg.model.in_channels})"
         )
+    factor = 2 ** (len(cfg.model.ch_mult) - 1)
+    if cfg.data.resolution % factor:
+        raise ConfigError(
+            f"data.resolution ({cfg.data.resolution}) must be a multiple of the "
+            f"downsampling factor {factor}"
+        )
+    if cfg.model.out_channels != cfg.model.in_channels:
+        raise ConfigError("model.out_channels must equal model.in_channels to reconstruct images")
+    check_run_dir(output, overwrite, resume)
     accelerator = make_accelerator(cfg.train, output)
     set_seed(cfg.train.seed)
     train_data = build_dataset(cfg.data, "train", seed=cfg.train.seed)

@@ -252,16 +252,9 @@ def test_two_process_run_writes_one_consistent_checkpoint(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
+        "torch.distributed.run",
+        "--nproc_per_node",
         "2",
-        "--cpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
         "-m",
         "stage1_vqgan",
         "train",
@@ -286,5 +279,7 @@ def test_two_process_run_writes_one_consistent_checkpoint(tmp_path):
         "step_000006",
     ]
     assert not list((out / "checkpoints").glob(".tmp*"))
+    ranks = sorted(p.name for p in (out / "checkpoints/step_000006").glob("random_states_*"))
+    assert ranks == ["random_states_0.pkl", "random_states_1.pkl"]  # two processes really ran
     model = load_tokenizer(out)
     assert model.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 8)
