@@ -140,22 +140,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     model, device = _load(args)
-    out = Path(args.output)
-    written = 0
-    src = Path(args.input)
-    for paths, x in _image_batches(args, model):
-        targets = [
-            out
-            / (p.relative_to(src).with_suffix(".png") if src.is_dir() else Path(p.stem + ".png"))
-            for p in paths
-        ]
-        _refuse_existing(targets, args.overwrite)
+    out, src = Path(args.output), Path(args.input)
+    paths = input_images(src)
+    targets = {p: out / (p.relative_to(src) if src.is_dir() else Path(p.name)) for p in paths}
+    targets = {
+        p: t.with_name(t.name + ".png") if t.suffix.lower() != ".png" else t
+        for p, t in targets.items()
+    }
+    _refuse_existing(list(targets.values()), args.overwrite)
+    for batch_paths, x in _image_batches(args, model, paths):
         with torch.no_grad():
             rec = model.decode(model.encode(x.to(device))).clamp(-1, 1)
-        for img, target in zip(rec, targets, strict=True):
-            save_png(img, target)
-            written += 1
-    print(f"wrote {written} reconstructions to {out}")
+        for img, path in zip(rec, batch_paths, strict=True):
+            save_png(img, targets[path])
+    print(f"wrote {len(paths)} reconstructions to {out}")
     return 0
 
 
@@ -164,9 +162,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix != ".npy":
         raise ConfigError(f"--output {out}: codes are written as a .npy file")
-    _refuse_existing([out], args.overwrite)
+    _refuse_existing([out, out.with_suffix(".files.txt")], args.overwrite)
     codes, names = [], []
-    for paths, x in _image_batches(args, model):
+    for paths, x in _image_batches(args, model, input_images(Path(args.input))):
         with torch.no_grad():
             codes.append(model.encode(x.to(device)).cpu())
         names += [str(p) for p in paths]
@@ -315,16 +313,20 @@ def _center_crop(img: Image.Image, w: int, h: int) -> Image.Image:
     return img.crop((left, top, left + w, top + h))
 
 
-def _image_batches(
-    args: argparse.Namespace, model: VQModel
-) -> Iterator[tuple[list[Path], torch.Tensor]]:
-    """Consecutive images of one size, batched: (paths, (B,C,H,W) in [-1,1])."""
-    src = Path(args.input)
+def input_images(src: Path) -> list[Path]:
+    """The image, or the images of a folder (recursive, sorted); a one-line error when none."""
     if not src.exists():
         raise DataError(f"input not found: {src}")
     paths = list_images(src) if src.is_dir() else [src]
     if not paths:
         raise DataError(f"no images in {src}")
+    return paths
+
+
+def _image_batches(
+    args: argparse.Namespace, model: VQModel, paths: list[Path]
+) -> Iterator[tuple[list[Path], torch.Tensor]]:
+    """Consecutive images of one size, batched: (paths, (B,C,H,W) in [-1,1])."""
     batch_paths: list[Path] = []
     batch: list[torch.Tensor] = []
     channels = model.config["in_channels"]

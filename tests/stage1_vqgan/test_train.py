@@ -283,3 +283,19 @@ def test_two_process_run_writes_one_consistent_checkpoint(tmp_path):
     assert ranks == ["random_states_0.pkl", "random_states_1.pkl"]  # two processes really ran
     model = load_tokenizer(out)
     assert model.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 8)
+
+
+def test_reconstruct_keeps_same_stem_inputs_apart(trained, tmp_path):
+    run, _ = trained
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 60, np.uint8)).save(folder / "a.png")
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(folder / "a.jpg")
+    out = tmp_path / "out"
+    assert (
+        vqgan_main(
+            ["reconstruct", "--checkpoint", str(run), "--input", str(folder), "--output", str(out)]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg.png", "a.png"]
