@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from shared.config import TrainConfig
 from shared.ema import EMA
 from shared.images import save_grid
-from shared.run import checkpoints, latest_checkpoint
+from shared.run import checkpoints, latest_checkpoint, read_metrics
 
 
 class TrainingDiverged(RuntimeError):
@@ -141,6 +141,8 @@ class Trainer:
             if found is not None:
                 self.step, folder = found
                 acc.load_state(str(folder))
+                if acc.is_main_process:
+                    self._drop_metrics_after(self.step)
                 acc.print(f"resumed from {folder} (step {self.step})")
             else:
                 acc.print(f"no complete checkpoint in {self.run_dir}; starting from step 0")
@@ -296,6 +298,13 @@ class Trainer:
         return final
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _drop_metrics_after(self, step: int) -> None:
+        """Forget ``metrics.jsonl`` records of steps that the resumed run will redo."""
+        path = self.run_dir / "metrics.jsonl"
+        kept = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= step]
+        if path.is_file():
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def fixed_batch(self, n: int = 8) -> dict | None:
         data = self.val_data if self.val_data is not None else self.train_data

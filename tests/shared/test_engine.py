@@ -85,7 +85,13 @@ def test_training_reduces_the_loss_and_logs(tmp_path):
 def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path):
     fit(tmp_path / "a", 20)
     fit(tmp_path / "b", 10)
+    with open(
+        tmp_path / "b" / "metrics.jsonl", "a"
+    ) as f:  # a killed run logged past its checkpoint
+        f.write(json.dumps({"step": 13, "loss": 1.0}) + "\n")
     fit(tmp_path / "b", 20, resume=True)
+    steps = [r["step"] for r in read_metrics(tmp_path / "b") if "loss" in r]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) == 20
     for name in ("model.safetensors",):
         a = load_file(tmp_path / "a" / "checkpoints" / "step_000020" / name)
         b = load_file(tmp_path / "b" / "checkpoints" / "step_000020" / name)
