@@ -65,13 +65,12 @@ def run_main(
         warnings.formatwarning = default_format
 
 
-def add_training_flags(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+def add_training_flags(p: argparse.ArgumentParser) -> None:
     """The flags every ``train`` command takes, plus trailing ``key=value`` overrides."""
     p.add_argument(
         "--config",
         required=False,
-        help="preset name or YAML file"
-        + (" (required unless --resume)" if config_required else ""),
+        help="preset name or YAML file" + " (required unless --resume)",
     )
     p.add_argument("--data", help="image folder or builtin:shapes|fashion-mnist|photos")
     p.add_argument("--resolution", type=int, help="training image size (pixels)")

@@ -18,6 +18,7 @@ from shared.images import from_uint8, save_png
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
+from stage1_vqgan.taming import is_taming_file
 
 
 def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
@@ -253,7 +254,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def checkpoint_name(source: str) -> str:
     """A short label: the run's folder name for ``RUN`` or ``RUN/model``, else the file stem."""
     path = Path(source.removeprefix("py:"))
-    if path.name == "model" or path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+    if path.name == "model" or is_taming_file(path):
         if path.parent.name == "checkpoints":
             return path.parent.parent.name
         return path.parent.name if path.name == "model" else path.stem

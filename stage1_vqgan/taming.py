@@ -14,18 +14,17 @@ from pathlib import Path
 import torch
 import yaml
 
-from shared.checkpoint import CheckpointError, load_torch_checkpoint, split_prefix
+from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_torch_checkpoint, split_prefix
 from shared.config import ConfigError
 from shared.pretrained import load_state
 from stage1_vqgan.config import ModelConfig
 from stage1_vqgan.model import VQModel
 
-TAMING_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SUPPORTED_TARGETS = ("taming.models.vqgan.VQModel", "taming.models.vqgan.VQSegmentationModel")
 
 
 def is_taming_file(path: Path) -> bool:
-    return path.suffix in TAMING_SUFFIXES
+    return path.suffix.lower() in TORCH_SUFFIXES
 
 
 def find_taming_config(ckpt: Path) -> Path | None:

@@ -114,15 +114,21 @@ def fake_lightning() -> dict[str, types.ModuleType]:
 
 def source_model() -> VQModel:
     torch.manual_seed(0)
+    arch = {
+        k: DDCONFIG[k]
+        for k in (
+            "in_channels",
+            "ch",
+            "ch_mult",
+            "num_res_blocks",
+            "attn_resolutions",
+            "z_channels",
+            "resolution",
+        )
+    }
     model = VQModel(
-        in_channels=3,
-        out_channels=3,
-        ch=32,
-        ch_mult=[1, 2, 2],
-        num_res_blocks=1,
-        attn_resolutions=[8],
-        z_channels=32,
-        resolution=32,
+        **arch,
+        out_channels=DDCONFIG["out_ch"],
         n_embed=N_EMBED,
         embed_dim=EMBED_DIM,
         beta=0.25,
