@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 COMMANDS = {
     "vqgan": ("stage1_vqgan.cli", "tokenizer: train | reconstruct | encode | decode"),
+    "prior": ("stage2_prior.cli", "GPT prior over codes: train | nll | sample"),
     "demo": ("stage1_vqgan.demo", "train a tiny tokenizer on builtin:shapes and report on it"),
 }
 

@@ -265,7 +265,7 @@ class FolderDataset(ImageDataset):
         top = 0
         for _, mask_path, _ in self.all_pairs:
             try:
-                top = max(top, int(np.asarray(_read_mask(mask_path)).max(initial=0)))
+                top = max(top, int(np.asarray(read_mask(mask_path)).max(initial=0)))
             except DataError:
                 continue
         return top + 1
@@ -290,7 +290,7 @@ class FolderDataset(ImageDataset):
         label = self.class_names.index(rel.parts[0]) if self.num_classes else -1
         if mask_path is None:
             return image, None, label
-        mask = _read_mask(mask_path)
+        mask = read_mask(mask_path)
         if mask.size != image.size:
             raise DataError(f"mask {mask_path} is {mask.size}, image {path} is {image.size}")
         return image, mask, label
@@ -306,7 +306,7 @@ def _header_problem(path: Path) -> str | None:
     return None
 
 
-def _read_mask(path: Path) -> Image.Image:
+def read_mask(path: Path) -> Image.Image:
     """A mask file as a mode "I" image of raw class ids (palette indices for mode P)."""
     try:
         with Image.open(path) as im:

@@ -1,0 +1,214 @@
+"""``twostage prior``: train a GPT prior over a tokenizer's codes, score codes, sample images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.cli import add_training_flags, pick_device, run_main, training_overrides
+from shared.config import ConfigError, build_config, read_preset
+from shared.data import DataError
+from shared.images import save_png
+from stage1_vqgan.cli import read_codes
+from stage2_prior.config import PriorConfig
+
+
+def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    t = sub.add_parser("train", help="train a prior on the codes of --data")
+    add_training_flags(t)
+    t.add_argument("--tokenizer", help="stage-1 tokenizer: run folder, model folder or .ckpt")
+    t.add_argument("--tokenizer-config", help="YAML of a taming tokenizer .ckpt")
+    t.add_argument("--cond-tokenizer", help="tokenizer of the segmentation/depth/edge maps")
+    t.add_argument("--cond-tokenizer-config", help="YAML of a taming condition tokenizer .ckpt")
+
+    def checkpoint_flags(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--checkpoint", required=True, help="prior: run/model folder or .ckpt")
+        s.add_argument("--config", help="YAML of a taming transformer .ckpt")
+        s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+        s.add_argument("--class", dest="label", type=int, help="class id to condition on")
+
+    n = sub.add_parser("nll", help="mean NLL (nats/token) of code grids, one JSON line")
+    checkpoint_flags(n)
+    n.add_argument("--codes", required=True, help=".npy of indices, N x h x w")
+    n.add_argument("--cond-codes", help=".npy of condition codes, N x h x w (spatial priors)")
+    n.add_argument("--batch-size", type=int, default=64)
+
+    s = sub.add_parser("sample", help="sample images (PNGs + indices.npy)")
+    checkpoint_flags(s)
+    s.add_argument("--num", type=int, default=8, help="number of samples")
+    s.add_argument("--condition", help="segmentation/depth map PNG (spatial priors)")
+    s.add_argument(
+        "--size",
+        help="HxW in pixels (multiples of the factor); sliding window beyond the training window",
+    )
+    s.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    s.add_argument("--top-k", type=int, help="keep the k most likely tokens")
+    s.add_argument("--top-p", type=float, help="nucleus probability mass")
+    s.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--no-cache", action="store_true", help="recompute keys/values every token")
+    s.add_argument("--output", required=True, help="folder for the PNGs and indices.npy")
+    s.add_argument("--overwrite", action="store_true", help="replace existing files")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "twostage prior") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        return {"train": cmd_train, "nll": cmd_nll, "sample": cmd_sample}[args.action](args)
+    except ValueError as e:  # bad conditions, sizes or codes reported by the prior
+        if isinstance(e, ConfigError | DataError):
+            raise
+        raise DataError(str(e)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from stage2_prior.train import train
+
+    run_config = Path(args.output) / "config.yaml"
+    if args.resume and run_config.is_file():
+        base = read_preset(str(run_config), "stage2_prior")
+    elif args.config:
+        base = read_preset(args.config, "stage2_prior")
+    else:
+        raise ConfigError("--config is required (a preset name or a YAML file)")
+    flags = {
+        "tokenizer": args.tokenizer,
+        "tokenizer_config": args.tokenizer_config,
+        "cond_tokenizer": args.cond_tokenizer,
+        "cond_tokenizer_config": args.cond_tokenizer_config,
+    }
+    paths = [f"{k}={Path(v).resolve()}" for k, v in flags.items() if v]
+    cfg = build_config(PriorConfig, base, overrides=paths + training_overrides(args))
+    out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
+    if PartialState().is_main_process:
+        print(f"run written to {out} (exported prior in {out / 'model'})")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from stage2_prior.load import load_prior
+
+    device = pick_device(args.device)
+    return load_prior(args.checkpoint, args.config).to(device), device
+
+
+def cmd_nll(args: argparse.Namespace) -> int:
+    prior, device = _load(args)
+    codes = read_codes(args.codes, prior.net.spec.n_codes)
+    cond = None
+    if args.cond_codes:
+        cond = read_codes(args.cond_codes, max(prior.net.spec.n_cond_codes, 1))
+        if cond.shape != codes.shape:
+            raise DataError(f"--cond-codes {cond.shape} must match --codes {codes.shape}")
+    values = []
+    for start in range(0, len(codes), args.batch_size):
+        x = torch.from_numpy(codes[start : start + args.batch_size]).to(device)
+        c = args.label
+        if cond is not None:
+            c = torch.from_numpy(cond[start : start + args.batch_size]).to(device)
+        values += prior.nll(x, c).tolist()
+    print(json.dumps({"nll": values}))
+    return 0
+
+
+def parse_size(text: str, factor: int) -> tuple[int, int]:
+    """ "HxW" pixels -> (H, W); both multiples of ``factor``."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DataError(f"--size {text}: expected HxW, e.g. 256x512") from None
+    if h <= 0 or w <= 0 or h % factor or w % factor:
+        raise DataError(f"--size {text}: height and width must be positive multiples of {factor}")
+    return h, w
+
+
+def read_condition_map(path: str, size: tuple[int, int] | None) -> torch.Tensor:
+    """A condition map PNG as (H,W) long values (palette or gray levels = label ids), resized
+    (nearest) to ``size`` = (H, W) when given."""
+    from PIL import Image
+
+    from shared.data import read_mask
+
+    mask = read_mask(Path(path))
+    if size is not None and mask.size != (size[1], size[0]):
+        mask = mask.resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(mask).astype(np.int64))
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    prior, device = _load(args)
+    f = prior.downsample_factor
+    if args.num < 1:
+        raise DataError("--num must be at least 1")
+    size = parse_size(args.size, f) if args.size else None
+    condition = args.label
+    if args.condition:
+        if prior.condition != "spatial":
+            raise DataError(
+                f"--condition needs a spatially conditioned prior, not '{prior.condition}'"
+            )
+        maps = read_condition_map(args.condition, size)
+        if maps.shape[0] % f or maps.shape[1] % f:
+            raise DataError(
+                f"{args.condition}: size {tuple(maps.shape)} is not a multiple of {f}; pass --size"
+            )
+        size = tuple(maps.shape)
+        condition = prior.encode_condition(maps[None].to(device))[0]
+    elif prior.condition == "spatial":
+        raise DataError("this prior is spatially conditioned: pass --condition MAP.png")
+    if prior.condition == "class" and condition is None:
+        raise DataError(
+            f"this prior is class-conditional: pass --class K (0..{prior.net.spec.num_classes - 1})"
+        )
+    grid = (size[0] // f, size[1] // f) if size else prior.window
+    out = Path(args.output)
+    targets = [out / f"sample_{i:04d}.png" for i in range(args.num)] + [out / "indices.npy"]
+    existing = [p for p in targets if p.exists()]
+    if existing and not args.overwrite:
+        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    g = torch.Generator(device=device).manual_seed(args.seed)
+    sliding = grid[0] > prior.window[0] or grid[1] > prior.window[1]
+    indices = []
+    for start in range(0, args.num, args.batch_size):
+        n = min(args.batch_size, args.num - start)
+        idx = prior.sample(
+            n,
+            grid,
+            condition,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            cfg_scale=args.cfg_scale,
+            generator=g,
+            cached=not args.no_cache,
+            progress=sys.stderr.isatty() or sliding,
+        )
+        for i, img in enumerate(prior.decode(idx)):
+            save_png(img, targets[start + i])
+        indices.append(idx.cpu())
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "indices.npy", torch.cat(indices).numpy().astype(np.int64))
+    how = f"sliding {prior.window[0]}x{prior.window[1]} window" if sliding else "one window"
+    print(f"wrote {args.num} samples ({grid[0]}x{grid[1]} tokens, {how}) and indices.npy to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Schemas of a GPT prior run: ``model``, ``condition``, ``data``, ``codes``, ``train`` and the
+stage-1 tokenizers the codes come from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.config import DataConfig, TrainConfig, choice
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0  # embedding, residual and attention dropout
+    window: list[int] | None = None  # training window [h, w] in tokens; None = whole code grid
+
+
+@dataclass
+class ConditionConfig:
+    # auto: spatial with a cond tokenizer, class when the data has labels, else none
+    kind: str = choice("auto", "none", "class", "spatial", "coord")
+    class_dropout: float = 0.1  # label dropout that trains the null class for --cfg-scale
+    coord_tokens: int = 1024  # vocabulary of coordinate tokens (taming's CoordStage: 1024)
+
+
+@dataclass
+class CodesConfig:
+    cache_dir: str | None = None  # None: $TWOSTAGE_CACHE/codes or ~/.cache/twostage/codes
+    max_images: int | None = None  # use the first N training images (None = all)
+    batch_size: int = 64  # images per encoder batch during extraction
+
+
+@dataclass
+class PriorTrainConfig(TrainConfig):
+    batch_size: int = 32
+    lr: float = 3e-4
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.01  # on Linear weights only
+    pkeep: float = 1.0  # keep probability of each input token (else replaced by a random one)
+    sample_temperature: float = 1.0
+    sample_top_k: int | None = None
+
+
+@dataclass
+class PriorConfig:
+    model: GPTConfig = field(default_factory=GPTConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    codes: CodesConfig = field(default_factory=CodesConfig)
+    train: PriorTrainConfig = field(default_factory=PriorTrainConfig)
+    tokenizer: str | None = None  # stage-1 tokenizer of the images
+    tokenizer_config: str | None = None  # its YAML when it is a taming .ckpt
+    cond_tokenizer: str | None = None  # stage-1 tokenizer of the spatial condition maps
+    cond_tokenizer_config: str | None = None

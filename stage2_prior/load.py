@@ -1,0 +1,59 @@
+"""Finding and loading a prior from whatever a user points at: an exported model folder, a run
+folder (its exported model, else its latest checkpoint), or a taming-transformers
+``Net2NetTransformer`` checkpoint with its config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_weights
+from shared.config import build_config, read_preset
+from shared.pretrained import CONFIG_FILE, load_state
+from shared.run import latest_checkpoint
+from stage1_vqgan.load import load_tokenizer
+from stage1_vqgan.model import VQModel
+from stage2_prior.config import PriorConfig
+from stage2_prior.gpt import GPTPrior
+from stage2_prior.prior import COND_TOKENIZER_DIR, SPEC_FILE, TOKENIZER_DIR, Prior
+
+
+def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
+    """A :class:`Prior` in eval mode. ``config`` is the YAML of a taming checkpoint.
+    Errors are one-line :class:`CheckpointError`/:class:`ConfigError`."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_file() and path.suffix.lower() in TORCH_SUFFIXES:
+        from stage2_prior.taming import load_taming_prior
+
+        return load_taming_prior(path, config).eval()
+    folder = path.parent if path.is_file() else path
+    for candidate in (folder, folder / "model"):
+        if (candidate / CONFIG_FILE).is_file():
+            return _load_exported(candidate)
+    found = latest_checkpoint(folder)
+    if (folder / "config.yaml").is_file() and (folder / SPEC_FILE).is_file() and found:
+        cfg = build_config(PriorConfig, read_preset(str(folder / "config.yaml"), "stage2_prior"))
+        net = GPTPrior(**json.loads((folder / SPEC_FILE).read_text()))
+        load_state(net, load_weights(found[1] / "model.safetensors"), str(found[1]))
+        tokenizer = load_tokenizer(cfg.tokenizer, cfg.tokenizer_config)
+        cond = None
+        if cfg.cond_tokenizer:
+            cond = load_tokenizer(cfg.cond_tokenizer, cfg.cond_tokenizer_config)
+        return Prior(net.eval(), tokenizer, cond).eval()
+    raise CheckpointError(
+        f"{path} is neither a prior model folder (config.json), a prior run folder with a "
+        "checkpoint, nor a taming transformer checkpoint (.ckpt with --config)"
+    )
+
+
+def _load_exported(folder: Path) -> Prior:
+    net = GPTPrior.from_pretrained(folder)
+    if not (folder / TOKENIZER_DIR / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{folder} has no {TOKENIZER_DIR}/ folder with the prior's tokenizer")
+    tokenizer = VQModel.from_pretrained(folder / TOKENIZER_DIR)
+    cond = None
+    if (folder / COND_TOKENIZER_DIR).is_dir():
+        cond = VQModel.from_pretrained(folder / COND_TOKENIZER_DIR)
+    return Prior(net, tokenizer, cond).eval()

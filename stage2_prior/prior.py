@@ -1,0 +1,89 @@
+"""A GPT prior together with the stage-1 tokenizers it speaks: what ``load_prior`` returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stage1_vqgan.model import VQModel
+from stage2_prior.gpt import GPTPrior
+
+TOKENIZER_DIR, COND_TOKENIZER_DIR = "tokenizer", "cond_tokenizer"
+SPEC_FILE = "prior_spec.json"  # in a run folder: the network's arguments, for mid-run loading
+
+
+class Prior(nn.Module):
+    """``sample``/``nll`` over index grids, ``decode`` to images, ``encode_condition`` for maps.
+
+    ``cond_resize``: spatial maps are resized (nearest) to this square size before encoding
+    (taming's ``downsample_cond_size``); None keeps their size."""
+
+    def __init__(
+        self,
+        net: GPTPrior,
+        tokenizer: VQModel,
+        cond_tokenizer: VQModel | None = None,
+        cond_resize: int | None = None,
+    ):
+        super().__init__()
+        self.net, self.tokenizer, self.cond_tokenizer = net, tokenizer, cond_tokenizer
+        self.cond_resize = cond_resize
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.net.window
+
+    @property
+    def condition(self) -> str:
+        return self.net.spec.condition
+
+    @property
+    def downsample_factor(self) -> int:
+        return self.tokenizer.downsample_factor
+
+    def sample(self, batch: int, grid: tuple[int, int] | None = None, condition=None, **kw):
+        """(B,h,w) indices; see :meth:`GPTPrior.sample` for the keyword arguments."""
+        return self.net.sample(batch, grid, condition, **kw)
+
+    def nll(self, indices: torch.Tensor, condition=None) -> torch.Tensor:
+        """Per-sample mean nats/token (B,) of one training window of indices (B,h,w)."""
+        return self.net.nll(indices, condition)
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (B,h,w) -> images (B,C,H,W) in [-1,1]."""
+        return self.tokenizer.decode(indices.to(self.net.head.weight.device)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def encode_condition(self, maps: torch.Tensor) -> torch.Tensor:
+        """Spatial maps -> condition codes (B,h,w). ``maps`` (B,H,W) long: label ids for a
+        segmentation tokenizer, 8-bit values [0,255] for an image-like one (depth, edges)."""
+        if self.cond_tokenizer is None:
+            raise ValueError(
+                "this prior has no condition tokenizer (it is not spatially conditioned)"
+            )
+        tok = self.cond_tokenizer
+        maps = torch.as_tensor(maps, device=self.net.head.weight.device).long()
+        if self.cond_resize:
+            size = (self.cond_resize, self.cond_resize)
+            maps = F.interpolate(maps[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        channels = tok.config["in_channels"]
+        if tok.config.get("kind") == "segmentation":
+            if maps.min() < 0 or maps.max() >= channels:
+                raise ValueError(f"segmentation labels must lie in [0, {channels})")
+            x = F.one_hot(maps, channels).permute(0, 3, 1, 2).float()
+        else:
+            x = (maps.float() / 127.5 - 1.0)[:, None].expand(-1, channels, -1, -1)
+        return tok.encode(x)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """The network in ``folder``, its tokenizers in ``tokenizer/`` and ``cond_tokenizer/``."""
+        folder = Path(folder)
+        self.net.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+        if self.cond_tokenizer is not None:
+            self.cond_tokenizer.save_pretrained(folder / COND_TOKENIZER_DIR)
+        return folder

@@ -1,0 +1,236 @@
+"""Training a GPT prior on cached code grids: the task plugged into the shared engine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import set_seed
+
+from shared.config import ConfigError, save_yaml, to_dict
+from shared.data import build_dataset
+from shared.engine import Task, Trainer, make_accelerator
+from shared.run import check_run_dir, prepare_run_dir
+from stage1_vqgan.load import load_tokenizer
+from stage1_vqgan.model import VQModel
+from stage2_prior.codes import CodeWindows, extract_codes
+from stage2_prior.config import PriorConfig
+from stage2_prior.gpt import GPTPrior, bits_per_dim
+from stage2_prior.prior import SPEC_FILE, Prior
+
+
+class PriorTask(Task):
+    ema_model = "gpt"
+
+    def __init__(self, cfg: PriorConfig, prior: Prior):
+        self.cfg, self.prior = cfg, prior
+        self.models = {"gpt": prior.net}
+
+    def setup(self, trainer: Trainer) -> None:
+        self.prior.tokenizer.to(trainer.device).eval()
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """AdamW with weight decay on the matrices of the linear layers only (taming's rule:
+        not on biases, LayerNorms, token or position embeddings)."""
+        t, net = self.cfg.train, self.models["gpt"]
+        decay, rest = [], []
+        for name, p in net.named_parameters():
+            embedding = name.endswith(("wte.weight", "wpe.weight"))
+            (decay if p.ndim >= 2 and not embedding else rest).append(p)
+        groups = [
+            {"params": decay, "weight_decay": t.weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ]
+        return {"gpt": torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.adam_betas))}
+
+    def context(self, net: GPTPrior, batch: dict, train: bool) -> torch.Tensor:
+        """Condition ids of a batch; in training, labels drop to the null class at random."""
+        codes = batch["codes"]
+        condition = batch.get("cond", batch["label"] if net.spec.condition == "class" else None)
+        ctx = net.context(condition, codes.shape[0], tuple(codes.shape[1:]))
+        if train and net.spec.has_null_class:
+            drop = torch.rand(ctx.shape[0], 1, device=ctx.device) < net.spec.class_dropout
+            ctx = torch.where(drop, net.null_context(ctx.shape[0]), ctx)
+        return ctx
+
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+        net = trainer.model("gpt")
+        x = batch["codes"]
+        inputs = x
+        if self.cfg.train.pkeep < 1.0:  # taming's pkeep: corrupt inputs, keep clean targets
+            keep = torch.rand(x.shape, device=x.device) < self.cfg.train.pkeep
+            inputs = torch.where(keep, x, torch.randint_like(x, net.spec.n_codes))
+        tokens, first = net.inputs(inputs, self.context(net, batch, train=True))
+        logits, _ = self.models["gpt"](tokens)
+        loss = F.cross_entropy(logits[:, first:].transpose(1, 2).float(), x.flatten(1))
+        trainer.optimize("gpt", loss)
+        return {"loss": loss.item()}
+
+    def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:
+        """Decoded training codes above samples for the same conditions."""
+        net, t = trainer.model("gpt", ema=True), self.cfg.train
+        codes = batch["codes"]
+        condition = batch.get("cond", batch["label"] if net.spec.condition == "class" else None)
+        if net.spec.condition == "coord":
+            condition = None  # coordinates of the whole window
+        g = torch.Generator(device=trainer.device).manual_seed(t.seed)
+        samples = net.sample(
+            codes.shape[0],
+            condition=condition,
+            temperature=t.sample_temperature,
+            top_k=t.sample_top_k,
+            generator=g,
+        )
+        tok = self.prior.tokenizer
+        return torch.cat([tok.decode(codes), tok.decode(samples)]).clamp(-1, 1)
+
+    def evaluate(self, loader, trainer: Trainer) -> dict[str, float]:
+        """Mean validation NLL in nats/token, and in bits per image dimension."""
+        net = trainer.model("gpt", ema=True)
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(trainer.device) for k, v in batch.items()}
+            nll = F.cross_entropy(
+                net.logits(batch["codes"], self.context(net, batch, train=False))
+                .transpose(1, 2)
+                .float(),
+                batch["codes"].flatten(1),
+                reduction="sum",
+            )
+            total, count = total + nll.item(), count + batch["codes"].numel()
+        nats = total / max(count, 1)
+        h, w = net.window
+        f = self.prior.downsample_factor
+        channels = self.prior.tokenizer.config["in_channels"]
+        return {"nll": nats, "bits_per_dim": bits_per_dim(nats, h * w, h * w * f * f, channels)}
+
+    def export(self, folder: Path, trainer: Trainer) -> None:
+        p = self.prior
+        Prior(trainer.model("gpt", ema=True), p.tokenizer, p.cond_tokenizer).save_pretrained(folder)
+
+
+def resolve_condition(cfg: PriorConfig, num_classes: int, has_cond_tokenizer: bool) -> str:
+    kind = cfg.condition.kind
+    if kind == "auto":
+        kind = "spatial" if has_cond_tokenizer else "class" if num_classes > 0 else "none"
+    if kind == "spatial" and not has_cond_tokenizer:
+        raise ConfigError("condition.kind=spatial needs --cond-tokenizer")
+    if has_cond_tokenizer and kind != "spatial":
+        raise ConfigError(f"--cond-tokenizer was given but condition.kind is '{kind}'")
+    if kind == "class" and num_classes < 1:
+        raise ConfigError("condition.kind=class: the data has no class labels")
+    return kind
+
+
+def build_prior(
+    cfg: PriorConfig, tokenizer: VQModel, cond_tokenizer: VQModel | None, num_classes: int
+) -> Prior:
+    """A fresh prior whose window and vocabulary follow the tokenizers and the data."""
+    f = tokenizer.downsample_factor
+    res = cfg.data.resolution
+    if res % f:
+        raise ConfigError(
+            f"data.resolution ({res}) must be a multiple of the tokenizer's factor {f}"
+        )
+    grid = [res // f, res // f]
+    window = list(cfg.model.window or grid)
+    if len(window) != 2 or window[0] > grid[0] or window[1] > grid[1] or min(window) < 1:
+        raise ConfigError(f"model.window {window} must be 2 sizes within the code grid {grid}")
+    kind = resolve_condition(cfg, num_classes, cond_tokenizer is not None)
+    if cond_tokenizer is not None and cond_tokenizer.downsample_factor != f:
+        raise ConfigError(
+            f"the condition tokenizer's factor ({cond_tokenizer.downsample_factor}) must equal "
+            f"the image tokenizer's ({f}) so both code grids align"
+        )
+    n_cond = {
+        "spatial": cond_tokenizer.n_embed if cond_tokenizer else 0,
+        "coord": cfg.condition.coord_tokens,
+    }.get(kind, 0)
+    m = cfg.model
+    net = GPTPrior(
+        n_codes=tokenizer.n_embed,
+        window=window,
+        condition=kind,
+        num_classes=num_classes if kind == "class" else 0,
+        n_cond_codes=n_cond,
+        class_dropout=cfg.condition.class_dropout if kind == "class" else 0.0,
+        n_layer=m.n_layer,
+        n_head=m.n_head,
+        n_embd=m.n_embd,
+        dropout=m.dropout,
+    )
+    return Prior(net, tokenizer, cond_tokenizer)
+
+
+def train(
+    cfg: PriorConfig, output: str | Path, resume: bool = False, overwrite: bool = False
+) -> Path:
+    """Extract (or reuse) the codes, then train a prior into the run folder ``output``."""
+    output = Path(output)
+    if not cfg.tokenizer:
+        raise ConfigError("a stage-1 tokenizer is required (--tokenizer RUN_OR_MODEL)")
+    if cfg.model.n_embd % cfg.model.n_head:
+        raise ConfigError(f"model.n_embd ({cfg.model.n_embd}) must be divisible by model.n_head")
+    check_run_dir(output, overwrite, resume)
+    accelerator = make_accelerator(cfg.train, output)
+    set_seed(cfg.train.seed)
+    device = accelerator.device
+    tokenizer = load_tokenizer(cfg.tokenizer, cfg.tokenizer_config).to(device)
+    cond_tok = None
+    if cfg.cond_tokenizer:
+        cond_tok = load_tokenizer(cfg.cond_tokenizer, cfg.cond_tokenizer_config).to(device)
+    if tokenizer.config["in_channels"] != cfg.data.channels:
+        raise ConfigError(
+            f"data.channels ({cfg.data.channels}) must equal the tokenizer's input channels "
+            f"({tokenizer.config['in_channels']})"
+        )
+    num_classes = build_dataset(cfg.data, "val", seed=cfg.train.seed).num_classes
+    prior = build_prior(cfg, tokenizer, cond_tok, num_classes)
+    encode_maps = prior.encode_condition if cond_tok is not None else None
+    with accelerator.main_process_first():
+        sets = {
+            split: extract_codes(
+                tokenizer,
+                cfg.data,
+                split,
+                encode_maps=encode_maps,
+                cond_tokenizer=cond_tok,
+                max_images=cfg.codes.max_images,
+                batch_size=cfg.codes.batch_size,
+                cache_dir=cfg.codes.cache_dir,
+                device=device,
+                progress=accelerator.is_main_process and cfg.train.progress,
+            )
+            for split in ("train", "val")
+        }
+    spec = prior.net.spec
+    coord = spec.n_cond_codes if spec.condition == "coord" else 0
+    train_data = CodeWindows(sets["train"][0], prior.window, True, cfg.train.seed, coord)
+    val_data = CodeWindows(sets["val"][0], prior.window, False, cfg.train.seed, coord)
+    task = PriorTask(cfg, prior)
+    if accelerator.is_main_process:
+        prepare_run_dir(output, overwrite=overwrite, resume=resume)
+        save_yaml(cfg, output / "config.yaml")
+        (output / SPEC_FILE).write_text(json.dumps(dataclasses.asdict(spec), indent=2))
+        accelerator.print(
+            f"prior: condition {spec.condition}, window {prior.window}, "
+            f"{prior.net.param_count() / 1e6:.2f}M parameters, {len(train_data)} training grids "
+            f"(codes cached in {sets['train'][1]}); log(K) = {math.log(spec.n_codes):.3f} nats"
+        )
+    accelerator.wait_for_everyone()
+    trainer = Trainer(
+        task,
+        cfg.train,
+        output,
+        train_data,
+        val_data,
+        resume=resume,
+        accelerator=accelerator,
+        hparams=to_dict(cfg),
+    )
+    trainer.fit()
+    return output
