@@ -1,10 +1,13 @@
-"""taming-transformers ``VQModel`` checkpoints, read without taming or Lightning installed.
+"""taming-transformers ``VQModel`` / ``VQSegmentationModel`` checkpoints, read without taming or
+Lightning installed.
 
 A checkpoint (``last.ckpt``) is a Lightning pickle; only its ``state_dict`` is used, read through
 the restricted unpickler of :mod:`shared.checkpoint`. The architecture comes from the run's YAML
 (``model.params.{ddconfig, n_embed, embed_dim, lossconfig}``). Our module names equal taming's, so
 encoder/decoder/quantizer weights load unchanged; ``loss.discriminator.*`` becomes the
-discriminator state; the LPIPS copy under ``loss.perceptual_loss.*`` is dropped."""
+discriminator state; the LPIPS copy under ``loss.perceptual_loss.*`` and the ``colorize`` buffer
+are dropped. A ``VQSegmentationModel`` (one-hot label maps, BCE loss, no discriminator) loads as a
+tokenizer of kind "segmentation"."""
 
 from __future__ import annotations
 
@@ -42,13 +45,19 @@ def taming_config_path(ckpt: str | Path, config: str | Path | None = None) -> Pa
 
 
 def taming_model_config(config: str | Path) -> tuple[ModelConfig, dict | None]:
-    """Our :class:`ModelConfig` and the discriminator kwargs (None for an ActNorm one) from a
-    taming YAML config."""
+    """Our :class:`ModelConfig` and the discriminator kwargs (None for an ActNorm one, or for a
+    segmentation model, which has none) from a taming YAML config."""
     try:
         raw = yaml.safe_load(Path(config).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read taming config {config}: {str(e).splitlines()[0]}") from None
-    model = raw.get("model", raw)
+    return taming_vqgan_config(raw.get("model", raw), config)
+
+
+def taming_vqgan_config(model: dict, config: str | Path) -> tuple[ModelConfig, dict | None]:
+    """Like :func:`taming_model_config`, from a taming model entry ``{target, params}`` (the
+    ``model`` of a VQGAN YAML, or a transformer's ``first_stage_config``/``cond_stage_config``);
+    ``config`` names it in errors."""
     target = model.get("target", SUPPORTED_TARGETS[0])
     if target not in SUPPORTED_TARGETS:
         raise ConfigError(
@@ -63,7 +72,9 @@ def taming_model_config(config: str | Path) -> tuple[ModelConfig, dict | None]:
         raise ConfigError(f"{config}: ddconfig.double_z=True is a KL autoencoder, not a VQGAN")
     if params.get("remap"):
         raise ConfigError(f"{config}: index remapping (params.remap) is not supported")
+    segmentation = target.endswith("VQSegmentationModel")
     cfg = ModelConfig(
+        kind="segmentation" if segmentation else "image",
         in_channels=dd["in_channels"],
         out_channels=dd["out_ch"],
         ch=dd["ch"],
@@ -79,8 +90,8 @@ def taming_model_config(config: str | Path) -> tuple[ModelConfig, dict | None]:
         legacy_beta=True,
     )
     loss = (params.get("lossconfig") or {}).get("params") or {}
-    if loss.get("use_actnorm"):
-        return cfg, None  # an ActNorm discriminator: a layout PatchDiscriminator does not have
+    if segmentation or loss.get("use_actnorm"):
+        return cfg, None  # ActNorm: a discriminator layout PatchDiscriminator does not have
     disc = {
         "in_channels": loss.get("disc_in_channels", 3),
         "ndf": loss.get("disc_ndf", 64),

@@ -169,9 +169,10 @@ class CodeWindows(Dataset):
         random_crop: bool,
         seed: int = 0,
         coord_vocab: int = 0,
+        coord_factor: int = 1,
     ):
         self.set, self.window, self.random_crop = code_set, tuple(window), random_crop
-        self.seed, self.coord_vocab = seed, coord_vocab
+        self.seed, self.coord_vocab, self.coord_factor = seed, coord_vocab, coord_factor
         H, W = code_set.codes.shape[1:]
         if window[0] > H or window[1] > W:
             raise DataError(f"window {tuple(window)} is larger than the code grid {(H, W)}")
@@ -196,5 +197,5 @@ class CodeWindows(Dataset):
         if self.set.cond is not None:
             item["cond"] = torch.from_numpy(self.set.cond[index][crop].astype(np.int64))
         elif self.coord_vocab:
-            item["cond"] = coord_tokens(H, W, self.coord_vocab, top, left, h, w)
+            item["cond"] = coord_tokens(H, W, self.coord_vocab, self.coord_factor, top, left, h, w)
         return item

@@ -40,6 +40,7 @@ class PriorSpec:
     dropout: float = 0.0
     cond_offset: int | None = None  # None: n_codes
     sos_token: int = 0
+    coord_factor: int = 1  # pixels per token side, for coordinate tokens
     vocab_size: int | None = None  # None: just enough for the image and condition ids
     block_size: int | None = None  # None: condition length + window tokens
 
@@ -80,17 +81,21 @@ def coord_tokens(
     height: int,
     width: int,
     n_tokens: int,
+    factor: int = 1,
     top: int = 0,
     left: int = 0,
     rows: int | None = None,
     cols: int | None = None,
 ) -> torch.Tensor:
-    """Coordinate tokens of a (rows, cols) crop at (top, left) of a (height, width) grid:
-    floor(n_tokens * raster index / (height * width)), taming's CoordStage on the token grid."""
+    """Coordinate tokens (rows, cols) of the crop at (top, left) of a (height, width) token grid
+    whose tokens cover ``factor`` x ``factor`` pixels: taming's CoordStage, i.e. the pixel map
+    (y * W + x) / (H * W) averaged over each token's pixels, times ``n_tokens``, rounded."""
     rows, cols = rows or height, cols or width
-    i = torch.arange(top, top + rows)[:, None]
-    j = torch.arange(left, left + cols)[None, :]
-    return (n_tokens * (i * width + j) // (height * width)).long()
+    centre = (factor - 1) / 2
+    y = torch.arange(top, top + rows, dtype=torch.float64)[:, None] * factor + centre
+    x = torch.arange(left, left + cols, dtype=torch.float64)[None, :] * factor + centre
+    value = (y * width * factor + x) / (height * width * factor * factor)
+    return (n_tokens * value.clamp(0, 1)).round().long().clamp_(max=n_tokens - 1)
 
 
 class GPTPrior(Pretrained):
@@ -168,7 +173,8 @@ class GPTPrior(Pretrained):
                 raise ValueError(f"class ids must be {batch} values in [0, {s.num_classes})")
             return (s.cond_offset + labels)[:, None]
         if condition is None and kind == "coord":
-            condition = coord_tokens(*grid, s.n_cond_codes).expand(batch, *grid)
+            condition = coord_tokens(*grid, s.n_cond_codes, s.coord_factor)
+            condition = condition.expand(batch, *grid)
         if condition is None:
             raise ValueError("this prior is spatially conditioned: pass condition codes (B,H,W)")
         codes = torch.as_tensor(condition, device=device).long()

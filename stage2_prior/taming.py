@@ -25,8 +25,8 @@ unpickler of :mod:`shared.checkpoint`; only its ``state_dict`` is used) plus
     ``encode`` returns the label itself as the one condition token, so class ids are token ids
     [0, n_classes) shared with the image codes; no null class;
   * ``taming.modules.misc.coord.CoordStage`` (``n_embed``, ``down_factor``): coordinate tokens
-    round(n_embed * area-mean over f x f pixels of the map (y*W + x)/(H*W)), see
-    :func:`taming_coord_tokens`; they differ from :func:`stage2_prior.gpt.coord_tokens`.
+    round(n_embed * area-mean over f x f pixels of the map (y*W + x)/(H*W)), which is
+    :func:`stage2_prior.gpt.coord_tokens` with ``factor`` = down_factor.
 
 Condition ids share the embedding table with image ids (``cond_offset`` 0) and the head scores the
 whole vocabulary (``n_codes`` = ``vocab_size``), as in taming. The sequence rule is taming's:
@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_torch_checkpoint, split_prefix
@@ -63,12 +62,10 @@ from stage2_prior.gpt import GPTPrior
 from stage2_prior.prior import Prior
 
 __all__ = [
-    "TamingCoordGPT",
     "TamingPriorSetup",
     "is_taming_prior_file",
     "load_taming_prior",
     "mingpt_to_gpt2",
-    "taming_coord_tokens",
     "taming_prior_setup",
 ]
 
@@ -97,35 +94,6 @@ class TamingPriorSetup:
     cond_is_first_stage: bool = False  # "__is_first_stage__": the tokenizer encodes the condition
     cond_resize: int | None = None  # downsample_cond_size
     coord_down_factor: int | None = None  # CoordStage.down_factor
-
-
-def taming_coord_tokens(grid: tuple[int, int], down_factor: int, n_embed: int) -> torch.Tensor:
-    """taming's CoordStage tokens (h,w) for a (h*f, w*f)-pixel image: the map (y*W + x)/(H*W)
-    (float64, then float32 as taming's ``get_input`` casts it), area-downsampled by f, clamped to
-    [0,1], times ``n_embed``, rounded (half to even).
-
-    For f=16, 256x256 pixels and n_embed=1024 that is 64*i + 30 + round(j/4 + 0.117): 80 distinct
-    tokens, where :func:`stage2_prior.gpt.coord_tokens` (floor(n * raster / (h*w)) on the token
-    grid) gives 64*i + 4*j."""
-    h, w = int(grid[0]) * down_factor, int(grid[1]) * down_factor
-    coord = (torch.arange(h * w, dtype=torch.float64) / (h * w)).reshape(1, 1, h, w).float()
-    coord = F.interpolate(coord, scale_factor=1 / down_factor, mode="area").clamp(0.0, 1.0)
-    return (n_embed * coord).round().long()[0, 0]
-
-
-class TamingCoordGPT(GPTPrior):
-    """A :class:`GPTPrior` whose default coordinate condition is taming's CoordStage tokens
-    (:func:`taming_coord_tokens`) instead of :func:`stage2_prior.gpt.coord_tokens`.
-
-    ``save_pretrained`` writes a plain GPTPrior: reloaded, pass ``condition=taming_coord_tokens(
-    grid, f, n_cond_codes)`` to keep taming's coordinates."""
-
-    coord_down_factor: int = 16
-
-    def context(self, condition, batch: int, grid: tuple[int, int]) -> torch.Tensor:
-        if condition is None and self.spec.condition == "coord":
-            condition = taming_coord_tokens(grid, self.coord_down_factor, self.spec.n_cond_codes)
-        return super().context(condition, batch, grid)
 
 
 # -- the YAML ----------------------------------------------------------------------------------
@@ -192,6 +160,8 @@ def taming_prior_setup(
     kind, extra = _condition(p, config, setup)
     if kind == "none":
         sos = extra.pop("sos_token", sos)
+    if kind in ("none", "class"):
+        setup.cond_resize = None  # taming resizes only condition maps
 
     f = 2 ** (len(first.ch_mult) - 1)
     window = _window(kind, first, f, block, window, config)
@@ -253,7 +223,10 @@ def _condition(p: dict, config: Path, setup: TamingPriorSetup) -> tuple[str, dic
         if "n_embed" not in params or "down_factor" not in params:
             raise ConfigError(f"{config}: the CoordStage cond stage needs n_embed and down_factor")
         setup.coord_down_factor = int(params["down_factor"])
-        return "coord", {"n_cond_codes": int(params["n_embed"])}
+        return "coord", {
+            "n_cond_codes": int(params["n_embed"]),
+            "coord_factor": setup.coord_down_factor,
+        }
     raise ConfigError(
         f"{config}: cond stage '{target}' is not supported; supported: "
         f"{', '.join((IS_FIRST_STAGE, IS_UNCONDITIONAL, *COND_TARGETS))}"
@@ -431,10 +404,7 @@ def load_taming_prior(
     gpt_state = split_prefix(state, "transformer")
     if not gpt_state:
         raise CheckpointError(f"{ckpt} holds no transformer.* weights: not a Net2NetTransformer")
-    coord = setup.spec["condition"] == "coord"
-    net = (TamingCoordGPT if coord else GPTPrior)(**setup.spec)
-    if coord:
-        net.coord_down_factor = setup.coord_down_factor
+    net = GPTPrior(**setup.spec)
     load_state(net, mingpt_to_gpt2(gpt_state, str(ckpt)), f"{ckpt} (transformer)")
 
     tokenizer = _tokenizer(setup.first_stage, state, "first_stage_model", str(ckpt))

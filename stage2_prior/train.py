@@ -162,6 +162,7 @@ def build_prior(
         n_head=m.n_head,
         n_embd=m.n_embd,
         dropout=m.dropout,
+        coord_factor=f,
     )
     return Prior(net, tokenizer, cond_tokenizer)
 
@@ -208,9 +209,9 @@ def train(
             for split in ("train", "val")
         }
     spec = prior.net.spec
-    coord = spec.n_cond_codes if spec.condition == "coord" else 0
-    train_data = CodeWindows(sets["train"][0], prior.window, True, cfg.train.seed, coord)
-    val_data = CodeWindows(sets["val"][0], prior.window, False, cfg.train.seed, coord)
+    coord = (spec.n_cond_codes if spec.condition == "coord" else 0, spec.coord_factor)
+    train_data = CodeWindows(sets["train"][0], prior.window, True, cfg.train.seed, *coord)
+    val_data = CodeWindows(sets["val"][0], prior.window, False, cfg.train.seed, *coord)
     task = PriorTask(cfg, prior)
     if accelerator.is_main_process:
         prepare_run_dir(output, overwrite=overwrite, resume=resume)
