@@ -18,6 +18,7 @@ from shared.images import from_uint8, save_png
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
+from stage1_vqgan.segmentation import colorize_mask, logits_to_mask
 from stage1_vqgan.taming import is_taming_file
 
 
@@ -59,7 +60,7 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     image_flags(e)
     e.add_argument("--output", required=True, help="CODES.npy to write")
 
-    d = sub.add_parser("decode", help="code indices (.npy) -> PNG images")
+    d = sub.add_parser("decode", help="code indices (.npy) -> PNG images (or coloured masks)")
     checkpoint_flags(d)
     d.add_argument("--codes", required=True, help="CODES.npy (N x h x w or h x w integers)")
     d.add_argument("--output", required=True, help="folder for the decoded PNGs")
@@ -192,7 +193,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
     for start in range(0, len(codes), args.batch_size):
         batch = torch.from_numpy(codes[start : start + args.batch_size]).to(device)
         with torch.no_grad():
-            images = model.decode(batch).clamp(-1, 1)
+            images = model.decode(batch)
+        if model.kind == "segmentation":
+            images = colorize_mask(logits_to_mask(images))
         for img, target in zip(images, targets[start:], strict=False):
             save_png(img, target)
     print(f"wrote {len(codes)} images to {out}")
@@ -330,6 +333,11 @@ def _image_batches(
     """Consecutive images of one size, batched: (paths, (B,C,H,W) in [-1,1])."""
     batch_paths: list[Path] = []
     batch: list[torch.Tensor] = []
+    if model.kind == "segmentation":
+        raise ConfigError(
+            f"{args.checkpoint} is a tokenizer of segmentation maps, not of images; "
+            "encode masks with stage1_vqgan.encode_mask"
+        )
     channels = model.config["in_channels"]
     for path in paths:
         img = fit_image(

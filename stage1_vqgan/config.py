@@ -9,6 +9,7 @@ from shared.config import DataConfig, TrainConfig, choice
 
 @dataclass
 class ModelConfig:
+    kind: str = choice("image", "segmentation")  # segmentation: one-hot label maps, C = labels
     in_channels: int = 3
     out_channels: int = 3
     ch: int = 128

@@ -1,11 +1,14 @@
 """VQGAN objective: L1/L2 + LPIPS reconstruction, codebook loss, and a patch-GAN term scaled by
-the adaptive weight ||grad L_rec|| / (||grad L_GAN|| + delta) at the decoder's last layer."""
+the adaptive weight ||grad L_rec|| / (||grad L_GAN|| + delta) at the decoder's last layer.
+For segmentation maps (taming's ``BCELossWithQuant``): BCE of the logits against the one-hot map
+plus the codebook loss, without perceptual or GAN terms."""
 
 from __future__ import annotations
 
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from shared.gan_losses import LeCam, discriminator_loss, generator_loss
@@ -43,19 +46,24 @@ def perceptual_backbone(cfg: LossConfig) -> str | None:
 
 
 class VQGANLoss(nn.Module):
-    """Holds the frozen perceptual network and the GAN recipe; the discriminator is passed in."""
+    """Holds the frozen perceptual network and the GAN recipe; the discriminator is passed in.
+    ``segmentation``: the BCE objective of one-hot label maps (no perceptual or GAN term)."""
 
-    def __init__(self, cfg: LossConfig):
+    def __init__(self, cfg: LossConfig, segmentation: bool = False):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.segmentation = cfg, segmentation
         self.perceptual = None
-        backbone = perceptual_backbone(cfg) if cfg.perceptual_weight > 0 else None
+        use_perceptual = cfg.perceptual_weight > 0 and not segmentation
+        backbone = perceptual_backbone(cfg) if use_perceptual else None
         if backbone is not None:
             self.perceptual = build_lpips(cfg.perceptual_net, backbone)
         self.lecam = LeCam(cfg.lecam_decay) if cfg.lecam_weight > 0 else None
 
     def reconstruction(self, x: torch.Tensor, xrec: torch.Tensor) -> torch.Tensor:
-        """Mean per-pixel L1/L2 plus the weighted LPIPS distance (inputs in [-1,1])."""
+        """Mean per-pixel L1/L2 plus the weighted LPIPS distance (inputs in [-1,1]); for
+        segmentation, the mean BCE of the logits ``xrec`` against the one-hot ``x``."""
+        if self.segmentation:
+            return F.binary_cross_entropy_with_logits(xrec, x)
         diff = xrec - x
         rec = diff.abs() if self.cfg.reconstruction == "l1" else diff.pow(2)
         loss = rec.mean()
@@ -64,7 +72,7 @@ class VQGANLoss(nn.Module):
         return loss
 
     def disc_active(self, step: int) -> bool:
-        return step >= self.cfg.disc_start
+        return not self.segmentation and step >= self.cfg.disc_start
 
     def generator(
         self,

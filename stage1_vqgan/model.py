@@ -2,7 +2,9 @@
 
 Interface used by every later stage: ``encode(images) -> indices (B,h,w)``,
 ``decode(indices) -> images (B,C,H,W) in [-1,1]``, ``quantize(z)``, ``codebook``,
-``downsample_factor``, ``save_pretrained`` / ``from_pretrained``."""
+``downsample_factor``, ``kind``, ``save_pretrained`` / ``from_pretrained``. A tokenizer of kind
+"segmentation" reads one-hot label maps and decodes to per-label logits; go through
+:mod:`stage1_vqgan.segmentation` (``encode_mask`` / ``decode_mask``) for label maps."""
 
 from __future__ import annotations
 
@@ -59,6 +61,11 @@ class VQModel(Pretrained):
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.config["ch_mult"]) - 1)
+
+    @property
+    def kind(self) -> str:
+        """What it encodes: "image" or "segmentation" (one-hot label maps)."""
+        return self.config["kind"]
 
     @property
     def n_embed(self) -> int:

@@ -10,7 +10,7 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from shared.config import ConfigError, save_yaml, to_dict
-from shared.data import build_dataset
+from shared.data import ImageDataset, build_dataset
 from shared.engine import Task, Trainer, make_accelerator
 from shared.images import quantize_8bit
 from shared.metrics import psnr
@@ -21,6 +21,13 @@ from stage1_vqgan.discriminator import PatchDiscriminator
 from stage1_vqgan.load import load_tokenizer_and_discriminator, save_discriminator
 from stage1_vqgan.losses import VQGANLoss
 from stage1_vqgan.model import VQModel
+from stage1_vqgan.segmentation import (
+    colorize_mask,
+    confusion_matrix,
+    logits_to_mask,
+    mask_to_onehot,
+    segmentation_scores,
+)
 
 
 @contextmanager
@@ -47,11 +54,16 @@ class VQGANTask(Task):
             ae.train()
         else:
             ae = VQModel.from_config(cfg.model)
-        disc = PatchDiscriminator(cfg.model.out_channels, cfg.loss.disc_ndf, cfg.loss.disc_layers)
-        if disc_state is not None:
-            load_state(disc, disc_state, f"{cfg.init_from} (discriminator)")
-        self.models = {"ae": ae, "disc": disc}
-        self.loss = VQGANLoss(cfg.loss)
+        self.segmentation = cfg.model.kind == "segmentation"
+        self.models = {"ae": ae}
+        if not self.segmentation:
+            disc = PatchDiscriminator(
+                cfg.model.out_channels, cfg.loss.disc_ndf, cfg.loss.disc_layers
+            )
+            if disc_state is not None:
+                load_state(disc, disc_state, f"{cfg.init_from} (discriminator)")
+            self.models["disc"] = disc
+        self.loss = VQGANLoss(cfg.loss, segmentation=self.segmentation)
         self.state = {"lecam": self.loss.lecam} if self.loss.lecam is not None else {}
 
     def setup(self, trainer: Trainer) -> None:
@@ -65,10 +77,15 @@ class VQGANTask(Task):
             for name, m in self.models.items()
         }
 
+    def inputs(self, batch: dict) -> torch.Tensor:
+        """What the autoencoder reconstructs: the images, or the one-hot masks (segmentation)."""
+        if self.segmentation:
+            return mask_to_onehot(batch["mask"], self.cfg.model.in_channels)
+        return batch["image"]
+
     def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
-        x = batch["image"]
-        ae, disc = self.models["ae"], self.models["disc"]
-        xrec, q = ae(x)
+        x = self.inputs(batch)
+        xrec, q = self.models["ae"](x)
         active = self.loss.disc_active(step)
         logits_fake = None
         if active:
@@ -80,30 +97,44 @@ class VQGANTask(Task):
         trainer.optimize("ae", loss)
         logs.update(perplexity=q.perplexity.item(), usage=q.usage.item())
         if active:
+            disc = self.models["disc"]
             d_loss, d_logs = self.loss.discriminator(disc(x.detach()), disc(xrec.detach()))
             trainer.optimize("disc", d_loss)
             logs.update(d_logs)
         return logs
 
     def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:
-        """Originals above their reconstructions."""
-        x = batch["image"]
+        """Originals above their reconstructions (masks in colour)."""
+        x = self.inputs(batch)
         xrec, _ = trainer.model("ae", ema=True)(x)
+        if self.segmentation:
+            return colorize_mask(torch.cat([batch["mask"], logits_to_mask(xrec)]))
         return torch.cat([x, xrec.clamp(-1, 1)])
 
     def evaluate(self, loader, trainer: Trainer) -> dict[str, float]:
+        """PSNR (images) or pixel accuracy and mIoU (masks), and the share of codes used."""
         model = trainer.model("ae", ema=True)
-        scores, codes = [], []
+        scores, codes, confusion = [], [], 0
         for batch in loader:
-            x = batch["image"].to(trainer.device)
-            xrec, q = model(x)
-            scores.append(psnr(quantize_8bit(xrec), x))
+            batch = {k: v.to(trainer.device) for k, v in batch.items()}
+            xrec, q = model(self.inputs(batch))
             codes.append(q.indices.flatten())
+            if self.segmentation:
+                pred, labels = logits_to_mask(xrec), self.cfg.model.out_channels
+                confusion = confusion + confusion_matrix(pred, batch["mask"], labels)
+            else:
+                scores.append(psnr(quantize_8bit(xrec), batch["image"]))
         used = torch.unique(torch.cat(codes)).numel()
-        return {"psnr": torch.cat(scores).mean().item(), "usage": used / model.n_embed}
+        if self.segmentation:
+            metrics = segmentation_scores(confusion)
+        else:
+            metrics = {"psnr": torch.cat(scores).mean().item()}
+        return {**metrics, "usage": used / model.n_embed}
 
     def export(self, folder: Path, trainer: Trainer) -> None:
         trainer.model("ae", ema=True).save_pretrained(folder)
+        if self.segmentation:
+            return
         loss = self.cfg.loss
         kwargs = {
             "in_channels": self.cfg.model.out_channels,
@@ -118,7 +149,7 @@ def train(
 ) -> Path:
     """Train a tokenizer into the run folder ``output``; returns that folder."""
     output = Path(output)
-    if cfg.data.channels != cfg.model.in_channels:
+    if cfg.model.kind == "image" and cfg.data.channels != cfg.model.in_channels:
         raise ConfigError(
             f"data.channels ({cfg.data.channels}) must equal model.in_channels "
             f"({cfg.model.in_channels})"
@@ -130,12 +161,14 @@ def train(
             f"downsampling factor {factor}"
         )
     if cfg.model.out_channels != cfg.model.in_channels:
-        raise ConfigError("model.out_channels must equal model.in_channels to reconstruct images")
+        raise ConfigError("model.out_channels must equal model.in_channels to reconstruct inputs")
     check_run_dir(output, overwrite, resume)
     accelerator = make_accelerator(cfg.train, output)
     set_seed(cfg.train.seed)
     train_data = build_dataset(cfg.data, "train", seed=cfg.train.seed)
     val_data = build_dataset(cfg.data, "val", seed=cfg.train.seed)
+    if cfg.model.kind == "segmentation":
+        check_masks(train_data, cfg)
     task = VQGANTask(cfg)
     if accelerator.is_main_process:
         prepare_run_dir(output, overwrite=overwrite, resume=resume)
@@ -153,3 +186,19 @@ def train(
     )
     trainer.fit()
     return output
+
+
+def check_masks(data: ImageDataset, cfg: VQGANConfig) -> None:
+    """A segmentation tokenizer needs masks whose labels fit its channels (one-line errors)."""
+    source = cfg.data.source
+    if not data.has_masks:
+        raise ConfigError(
+            f"model.kind=segmentation trains on masks, and {source} has none "
+            "(use builtin:shapes, or a folder with data.masks)"
+        )
+    if data.num_mask_classes > cfg.model.in_channels:
+        raise ConfigError(
+            f"masks of {source} use {data.num_mask_classes} labels but model.in_channels is "
+            f"{cfg.model.in_channels}; set model.in_channels and model.out_channels to "
+            f"{data.num_mask_classes}"
+        )

@@ -345,3 +345,39 @@ def test_convert_script_round_trip(run, tmp_path):
     assert all(torch.equal(disc_state[k], v) for k, v in saved.items())
     disc_kwargs = json.loads((out / "discriminator.json").read_text())
     PatchDiscriminator(**disc_kwargs).load_state_dict(disc_state)
+
+
+def test_segmentation_model_loads_as_a_segmentation_tokenizer(tmp_path):
+    """taming's ``VQSegmentationModel``: one-hot labels in and out, a ``colorize`` buffer, BCE
+    loss without weights, no discriminator."""
+    labels = 5
+    dd = {**DDCONFIG, "in_channels": labels, "out_ch": labels}
+    cfg = taming_config(ddconfig=dd)
+    params = cfg["model"]["params"]
+    cfg["model"]["target"] = "taming.models.vqgan.VQSegmentationModel"
+    params.update(n_labels=labels, image_key="segmentation")
+    params["lossconfig"] = {
+        "target": "taming.modules.losses.segmentation.BCELossWithQuant",
+        "params": {"codebook_weight": 1.0},
+    }
+    torch.manual_seed(3)
+    source = VQModel(
+        kind="segmentation",
+        in_channels=labels,
+        out_channels=labels,
+        **{k: DDCONFIG[k] for k in ("ch", "ch_mult", "num_res_blocks", "attn_resolutions")},
+        z_channels=DDCONFIG["z_channels"],
+        resolution=DDCONFIG["resolution"],
+        n_embed=N_EMBED,
+        embed_dim=EMBED_DIM,
+    ).eval()
+    state = {**source.state_dict(), "colorize": torch.randn(3, labels, 1, 1)}
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"global_step": 10, "state_dict": state}, ckpt)
+    model, disc_state = load_tokenizer_and_discriminator(
+        ckpt, write_yaml(tmp_path / "seg.yaml", cfg)
+    )
+    assert model.kind == "segmentation" and disc_state is None
+    assert (model.config["in_channels"], model.config["out_channels"]) == (labels, labels)
+    own = source.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in model.state_dict().items())
