@@ -178,6 +178,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
             f"this prior is class-conditional: pass --class K (0..{prior.net.spec.num_classes - 1})"
         )
     grid = (size[0] // f, size[1] // f) if size else prior.window
+    prior.net.context(condition, 1, grid)  # a bad class or condition fails before any output
+    if grid[0] < prior.window[0] or grid[1] < prior.window[1]:
+        raise DataError(
+            f"--size must be at least the training window "
+            f"{prior.window[0] * f}x{prior.window[1] * f} pixels"
+        )
     out = Path(args.output)
     targets = [out / f"sample_{i:04d}.png" for i in range(args.num)] + [out / "indices.npy"]
     existing = [p for p in targets if p.exists()]

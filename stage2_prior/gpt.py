@@ -169,8 +169,11 @@ class GPTPrior(Pretrained):
                 )
             labels = torch.as_tensor(condition, device=device).long().reshape(-1)
             labels = labels.expand(batch) if labels.numel() == 1 else labels
-            if labels.numel() != batch or labels.min() < 0 or labels.max() >= s.num_classes:
-                raise ValueError(f"class ids must be {batch} values in [0, {s.num_classes})")
+            if labels.numel() != batch:
+                raise ValueError(f"expected 1 or {batch} class ids, got {labels.numel()}")
+            bad = labels[(labels < 0) | (labels >= s.num_classes)]
+            if bad.numel():
+                raise ValueError(f"class {bad[0].item()} is outside [0, {s.num_classes})")
             return (s.cond_offset + labels)[:, None]
         if condition is None and kind == "coord":
             condition = coord_tokens(*grid, s.n_cond_codes, s.coord_factor)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stage1_vqgan.model import VQModel
+from stage1_vqgan.segmentation import encode_mask
 from stage2_prior.gpt import GPTPrior
 
 TOKENIZER_DIR, COND_TOKENIZER_DIR = "tokenizer", "cond_tokenizer"
@@ -70,14 +71,10 @@ class Prior(nn.Module):
         if self.cond_resize:
             size = (self.cond_resize, self.cond_resize)
             maps = F.interpolate(maps[:, None].float(), size=size, mode="nearest")[:, 0].long()
-        channels = tok.config["in_channels"]
-        if tok.config.get("kind") == "segmentation":
-            if maps.min() < 0 or maps.max() >= channels:
-                raise ValueError(f"segmentation labels must lie in [0, {channels})")
-            x = F.one_hot(maps, channels).permute(0, 3, 1, 2).float()
-        else:
-            x = (maps.float() / 127.5 - 1.0)[:, None].expand(-1, channels, -1, -1)
-        return tok.encode(x)
+        if tok.kind == "segmentation":
+            return encode_mask(tok, maps)
+        x = (maps.float() / 127.5 - 1.0)[:, None]
+        return tok.encode(x.expand(-1, tok.config["in_channels"], -1, -1))
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """The network in ``folder``, its tokenizers in ``tokenizer/`` and ``cond_tokenizer/``."""

@@ -25,7 +25,6 @@ from stage1_vqgan.segmentation import (
 )
 from stage1_vqgan.train import train
 
-STEPS = 80
 LABELS = 5  # builtin:shapes: background + 4 shape classes
 
 
@@ -90,18 +89,9 @@ def test_scores_of_a_known_prediction():
     assert s["miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # label 2 is absent
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    cfg = seg_config(
-        f"train.max_steps={STEPS}",
-        "train.batch_size=8",
-        "train.lr=1e-3",
-        f"train.eval_every={STEPS // 2}",
-        f"train.sample_every={STEPS // 2}",
-        f"train.checkpoint_every={STEPS}",
-    )
-    run = train(cfg, tmp_path_factory.mktemp("seg") / "run")
-    return run, cfg
+@pytest.fixture
+def trained(seg_tokenizer_run):
+    return seg_tokenizer_run
 
 
 def test_training_learns_the_masks(trained):
@@ -116,7 +106,7 @@ def test_training_learns_the_masks(trained):
     assert after["pixel_accuracy"] > background["pixel_accuracy"], (background, after)
     assert after["miou"] > background["miou"] + 0.05, (background, after)
     logged = [r for r in read_metrics(run) if "val/miou" in r]
-    assert [r["step"] for r in logged] == [STEPS // 2, STEPS]
+    assert [r["step"] for r in logged] == [cfg.train.max_steps // 2, cfg.train.max_steps]
     assert {"val/pixel_accuracy", "val/usage"} <= logged[-1].keys()
 
 

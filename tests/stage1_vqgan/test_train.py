@@ -25,7 +25,6 @@ from stage1_vqgan.model import VQModel
 from stage1_vqgan.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 300
 
 
 def tiny_config(*overrides):
@@ -43,13 +42,9 @@ def held_out_psnr(model, cfg, n=64):
         return psnr(quantize_8bit(model.decode(model.encode(x))), x).mean().item()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    cfg = tiny_config(
-        f"train.max_steps={STEPS}", "train.checkpoint_every=150", "loss.disc_start=200"
-    )
-    run = train(cfg, tmp_path_factory.mktemp("vq") / "run")
-    return run, cfg
+@pytest.fixture
+def trained(tokenizer_run):
+    return tokenizer_run
 
 
 def test_training_raises_held_out_psnr_beyond_initialisation(trained):
@@ -72,7 +67,8 @@ def test_a_run_without_export_loads_from_its_latest_checkpoint(trained, tmp_path
 
 
 def test_run_folder_layout(trained):
-    run, _ = trained
+    run, cfg = trained
+    steps = cfg.train.max_steps
     for name in (
         "config.yaml",
         "metrics.jsonl",
@@ -81,8 +77,8 @@ def test_run_folder_layout(trained):
         "model/discriminator.safetensors",
     ):
         assert (run / name).is_file(), name
-    assert latest_checkpoint(run)[0] == STEPS
-    assert sorted(p.name for p in (run / "samples").iterdir())[-1] == f"step_{STEPS:06d}.png"
+    assert latest_checkpoint(run)[0] == steps
+    assert sorted(p.name for p in (run / "samples").iterdir())[-1] == f"step_{steps:06d}.png"
 
 
 def test_cli_encode_decode_reconstruct(trained, tmp_path):
