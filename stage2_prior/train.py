@@ -189,8 +189,8 @@ def train(
             f"data.channels ({cfg.data.channels}) must equal the tokenizer's input channels "
             f"({tokenizer.config['in_channels']})"
         )
-    num_classes = build_dataset(cfg.data, "val", seed=cfg.train.seed).num_classes
-    prior = build_prior(cfg, tokenizer, cond_tok, num_classes)
+    val_images = build_dataset(cfg.data, "val", seed=cfg.train.seed)
+    prior = build_prior(cfg, tokenizer, cond_tok, val_images.num_classes)
     encode_maps = prior.encode_condition if cond_tok is not None else None
     with accelerator.main_process_first():
         sets = {
@@ -207,11 +207,14 @@ def train(
                 progress=accelerator.is_main_process and cfg.train.progress,
             )
             for split in ("train", "val")
+            if split == "train" or len(val_images)
         }
     spec = prior.net.spec
     coord = (spec.n_cond_codes if spec.condition == "coord" else 0, spec.coord_factor)
     train_data = CodeWindows(sets["train"][0], prior.window, True, cfg.train.seed, *coord)
-    val_data = CodeWindows(sets["val"][0], prior.window, False, cfg.train.seed, *coord)
+    val_data = None
+    if "val" in sets:
+        val_data = CodeWindows(sets["val"][0], prior.window, False, cfg.train.seed, *coord)
     task = PriorTask(cfg, prior)
     if accelerator.is_main_process:
         prepare_run_dir(output, overwrite=overwrite, resume=resume)
