@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 COMMANDS = {
     "vqgan": ("stage1_vqgan.cli", "tokenizer: train | reconstruct | encode | decode"),
@@ -105,6 +106,19 @@ def training_overrides(args: argparse.Namespace) -> list[str]:
         if getattr(args, flag, None) is not None
     ]
     return out + list(args.overrides)
+
+
+def base_config(args: argparse.Namespace, package: str) -> dict:
+    """The config a ``train`` command starts from: the run's own ``config.yaml`` on
+    ``--resume``, else ``--config`` (a preset of ``package`` or a YAML file)."""
+    from shared.config import ConfigError, read_preset
+
+    run_config = Path(args.output) / "config.yaml"
+    if args.resume and run_config.is_file():
+        return read_preset(str(run_config), package)
+    if args.config:
+        return read_preset(args.config, package)
+    raise ConfigError("--config is required (a preset name or a YAML file)")
 
 
 def pick_device(name: str = "auto") -> str:

@@ -24,10 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from shared.config import TrainConfig
+from shared.config import TrainConfig, save_yaml, to_dict
 from shared.ema import EMA
 from shared.images import save_grid
-from shared.run import checkpoints, latest_checkpoint, read_metrics
+from shared.run import checkpoints, latest_checkpoint, prepare_run_dir, read_metrics
 
 
 class TrainingDiverged(RuntimeError):
@@ -331,6 +331,39 @@ class Trainer:
             raise TrainingDiverged(
                 f"loss '{name}' became non-finite at step {self.step + 1}; stopped ({where})"
             )
+
+
+def train_run(
+    task: Task,
+    config: Any,
+    output: Path,
+    train_data: Dataset,
+    val_data: Dataset | None,
+    accelerator: Accelerator,
+    resume: bool = False,
+    overwrite: bool = False,
+    files: dict[str, str] | None = None,
+) -> Path:
+    """Create (or reuse) the run folder ``output`` with ``config.yaml`` (the dataclass
+    ``config``, whose ``train`` field drives the loop) and any extra text ``files``, then fit."""
+    if accelerator.is_main_process:
+        prepare_run_dir(output, overwrite=overwrite, resume=resume)
+        save_yaml(config, output / "config.yaml")
+        for name, text in (files or {}).items():
+            (output / name).write_text(text)
+    accelerator.wait_for_everyone()
+    trainer = Trainer(
+        task,
+        config.train,
+        output,
+        train_data,
+        val_data,
+        resume=resume,
+        accelerator=accelerator,
+        hparams=to_dict(config),
+    )
+    trainer.fit()
+    return output
 
 
 def due(step: int, every: int) -> bool:

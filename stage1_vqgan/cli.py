@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from shared.cli import add_training_flags, pick_device, run_main, training_overrides
-from shared.config import ConfigError, build_config, read_preset
+from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.config import ConfigError, build_config
 from shared.data import DataError, list_images, load_image
 from shared.images import from_uint8, save_png
 from stage1_vqgan.config import VQGANConfig
@@ -126,13 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from stage1_vqgan.train import train
 
-    run_config = Path(args.output) / "config.yaml"
-    if args.resume and run_config.is_file():
-        base = read_preset(str(run_config), "stage1_vqgan")
-    elif args.config:
-        base = read_preset(args.config, "stage1_vqgan")
-    else:
-        raise ConfigError("--config is required (a preset name or a YAML file)")
+    base = base_config(args, "stage1_vqgan")
     cfg = build_config(VQGANConfig, base, overrides=training_overrides(args))
     out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
     if PartialState().is_main_process:

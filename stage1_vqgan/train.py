@@ -9,13 +9,13 @@ import torch
 from accelerate.utils import set_seed
 from torch import nn
 
-from shared.config import ConfigError, save_yaml, to_dict
+from shared.config import ConfigError
 from shared.data import ImageDataset, build_dataset
-from shared.engine import Task, Trainer, make_accelerator
+from shared.engine import Task, Trainer, make_accelerator, train_run
 from shared.images import quantize_8bit
 from shared.metrics import psnr
 from shared.pretrained import load_state
-from shared.run import check_run_dir, prepare_run_dir
+from shared.run import check_run_dir
 from stage1_vqgan.config import ModelConfig, VQGANConfig
 from stage1_vqgan.discriminator import PatchDiscriminator
 from stage1_vqgan.load import load_tokenizer_and_discriminator, save_discriminator
@@ -170,22 +170,9 @@ def train(
     if cfg.model.kind == "segmentation":
         check_masks(train_data, cfg)
     task = VQGANTask(cfg)
-    if accelerator.is_main_process:
-        prepare_run_dir(output, overwrite=overwrite, resume=resume)
-        save_yaml(cfg, output / "config.yaml")
-    accelerator.wait_for_everyone()
-    trainer = Trainer(
-        task,
-        cfg.train,
-        output,
-        train_data,
-        val_data,
-        resume=resume,
-        accelerator=accelerator,
-        hparams=to_dict(cfg),
+    return train_run(
+        task, cfg, output, train_data, val_data, accelerator, resume=resume, overwrite=overwrite
     )
-    trainer.fit()
-    return output
 
 
 def check_masks(data: ImageDataset, cfg: VQGANConfig) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import add_training_flags, pick_device, run_main, training_overrides
-from shared.config import ConfigError, build_config, read_preset
+from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.config import ConfigError, build_config
 from shared.data import DataError
 from shared.images import save_png
 from stage1_vqgan.cli import read_codes
@@ -81,13 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from stage2_prior.train import train
 
-    run_config = Path(args.output) / "config.yaml"
-    if args.resume and run_config.is_file():
-        base = read_preset(str(run_config), "stage2_prior")
-    elif args.config:
-        base = read_preset(args.config, "stage2_prior")
-    else:
-        raise ConfigError("--config is required (a preset name or a YAML file)")
+    base = base_config(args, "stage2_prior")
     flags = {
         "tokenizer": args.tokenizer,
         "tokenizer_config": args.tokenizer_config,

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
-from shared.config import ConfigError, save_yaml, to_dict
+from shared.config import ConfigError
 from shared.data import build_dataset
-from shared.engine import Task, Trainer, make_accelerator
-from shared.run import check_run_dir, prepare_run_dir
+from shared.engine import Task, Trainer, make_accelerator, train_run
+from shared.run import check_run_dir
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
 from stage2_prior.codes import CodeWindows, extract_codes
@@ -215,26 +215,20 @@ def train(
     val_data = None
     if "val" in sets:
         val_data = CodeWindows(sets["val"][0], prior.window, False, cfg.train.seed, *coord)
-    task = PriorTask(cfg, prior)
-    if accelerator.is_main_process:
-        prepare_run_dir(output, overwrite=overwrite, resume=resume)
-        save_yaml(cfg, output / "config.yaml")
-        (output / SPEC_FILE).write_text(json.dumps(dataclasses.asdict(spec), indent=2))
-        accelerator.print(
-            f"prior: condition {spec.condition}, window {prior.window}, "
-            f"{prior.net.param_count() / 1e6:.2f}M parameters, {len(train_data)} training grids "
-            f"(codes cached in {sets['train'][1]}); log(K) = {math.log(spec.n_codes):.3f} nats"
-        )
-    accelerator.wait_for_everyone()
-    trainer = Trainer(
-        task,
-        cfg.train,
+    spec_json = json.dumps(dataclasses.asdict(spec), indent=2)
+    accelerator.print(
+        f"prior: condition {spec.condition}, window {prior.window}, "
+        f"{prior.net.param_count() / 1e6:.2f}M parameters, {len(train_data)} training grids "
+        f"(codes cached in {sets['train'][1]}); log(K) = {math.log(spec.n_codes):.3f} nats"
+    )
+    return train_run(
+        PriorTask(cfg, prior),
+        cfg,
         output,
         train_data,
         val_data,
+        accelerator,
         resume=resume,
-        accelerator=accelerator,
-        hparams=to_dict(cfg),
+        overwrite=overwrite,
+        files={SPEC_FILE: spec_json},
     )
-    trainer.fit()
-    return output

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from taming_files import write_lightning_ckpt, write_yaml
 
 from shared.checkpoint import CheckpointError, Placeholder, load_torch_checkpoint
 from shared.config import ConfigError
@@ -91,27 +91,6 @@ def taming_config(ddconfig: dict = DDCONFIG, n_embed: int = N_EMBED) -> dict:
     }
 
 
-def write_yaml(path: Path, cfg: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def fake_lightning() -> dict[str, types.ModuleType]:
-    """``pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint``, importable by pickle."""
-    names = [
-        "pytorch_lightning",
-        "pytorch_lightning.callbacks",
-        "pytorch_lightning.callbacks.model_checkpoint",
-    ]
-    mods = {name: types.ModuleType(name) for name in names}
-    cls = type("ModelCheckpoint", (), {"__module__": names[-1]})
-    mods[names[-1]].ModelCheckpoint = cls
-    mods[names[0]].callbacks = mods[names[1]]
-    mods[names[1]].model_checkpoint = mods[names[2]]
-    return mods
-
-
 def source_model() -> VQModel:
     torch.manual_seed(0)
     arch = {
@@ -175,31 +154,13 @@ def write_taming_ckpt(path: Path, model: VQModel, disc: PatchDiscriminator) -> P
     state["loss.perceptual_loss.lin0.model.1.weight"] = torch.rand(1, 64, 1, 1)
     ae, d = copy.deepcopy(model), copy.deepcopy(disc)
     ae_params = [p for n, p in ae.named_parameters() if not n.startswith("quantize.")]
-    mods = fake_lightning()
-    sys.modules.update(mods)
-    try:
-        callback = mods["pytorch_lightning.callbacks.model_checkpoint"].ModelCheckpoint
-        checkpoint = {
-            "epoch": 12,
-            "global_step": 34567,
-            "pytorch-lightning_version": "1.0.8",
-            "callbacks": {
-                callback: {
-                    "monitor": "val/rec_loss",
-                    "best_model_score": torch.tensor(0.1234),
-                    "best_model_path": "logs/x.ckpt",
-                }
-            },
-            "optimizer_states": [adam_state(ae_params), adam_state(list(d.parameters()))],
-            "lr_schedulers": [],
-            "state_dict": state,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, path)
-    finally:
-        for name in mods:
-            sys.modules.pop(name, None)
-    return path
+    callback_state = {
+        "monitor": "val/rec_loss",
+        "best_model_score": torch.tensor(0.1234),
+        "best_model_path": "logs/x.ckpt",
+    }
+    optimizers = [adam_state(ae_params), adam_state(list(d.parameters()))]
+    return write_lightning_ckpt(path, state, optimizers, callback_state, 12, 34567)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from taming_files import write_lightning_ckpt, write_yaml
 
 from shared.checkpoint import CheckpointError
 from shared.config import ConfigError
@@ -155,49 +156,13 @@ def taming_coord_reference(h: int, w: int, f: int, n_embed: int) -> torch.Tensor
     return (n_embed * x).round().long().view(1, -1)
 
 
-def fake_lightning() -> dict[str, types.ModuleType]:
-    names = [
-        "pytorch_lightning",
-        "pytorch_lightning.callbacks",
-        "pytorch_lightning.callbacks.model_checkpoint",
-    ]
-    mods = {name: types.ModuleType(name) for name in names}
-    mods[names[-1]].ModelCheckpoint = type("ModelCheckpoint", (), {"__module__": names[-1]})
-    mods[names[0]].callbacks = mods[names[1]]
-    mods[names[1]].model_checkpoint = mods[names[2]]
-    return mods
-
-
 def write_ckpt(path: Path, state: dict[str, torch.Tensor]) -> Path:
     params = [v.clone().requires_grad_(True) for k, v in state.items() if k.startswith("transf")]
     opt = torch.optim.AdamW(params[:4], lr=4.5e-6, betas=(0.9, 0.95))
     sum(p.pow(2).sum() for p in params[:4]).backward()
     opt.step()
-    mods = fake_lightning()
-    sys.modules.update(mods)
-    try:
-        callback = mods["pytorch_lightning.callbacks.model_checkpoint"].ModelCheckpoint
-        checkpoint = {
-            "epoch": 3,
-            "global_step": 1234,
-            "pytorch-lightning_version": "1.0.8",
-            "callbacks": {callback: {"monitor": "val/loss", "best_model_score": torch.tensor(4.2)}},
-            "optimizer_states": [opt.state_dict()],
-            "lr_schedulers": [],
-            "state_dict": state,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, path)
-    finally:
-        for name in mods:
-            sys.modules.pop(name, None)
-    return path
-
-
-def write_yaml(path: Path, cfg: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    callback_state = {"monitor": "val/loss", "best_model_score": torch.tensor(4.2)}
+    return write_lightning_ckpt(path, state, [opt.state_dict()], callback_state)
 
 
 def net2net_config(block_size: int, cond_stage, **params) -> dict:
