@@ -23,6 +23,7 @@ def filter_logits(
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
         drop = probs.cumsum(-1) - probs >= top_p  # mass before a token already reaches top_p
+        drop[..., 0] = False  # the most likely token always stays
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits
 

@@ -43,6 +43,7 @@ def test_filter_logits_top_k_and_top_p():
     kept = ~torch.isinf(filter_logits(logits, top_p=0.75))
     assert kept.tolist() == [[True, True, False, False]]  # 0.5 + 0.3 reaches 0.75
     assert (~torch.isinf(filter_logits(logits, top_p=0.5))).sum() == 1
+    assert (~torch.isinf(filter_logits(logits, top_p=0.0))).sum() == 1  # never empty
     assert torch.equal(filter_logits(logits), logits)
 
 
