@@ -104,3 +104,17 @@ def test_windows_crop_codes_and_condition_together():
     assert torch.equal(coords[0]["cond"], coord_tokens(6, 10, 60, 4)[1:5, 3:7])
     with pytest.raises(DataError, match="larger than the code grid"):
         CodeWindows(cs, (7, 4), random_crop=True)
+
+
+def test_image_like_condition_maps_are_scaled_to_the_tokenizer_range(tokenizer):
+    """Depth/edge maps: 8-bit values -> [-1, 1] on every input channel of their tokenizer."""
+    from stage2_prior.gpt import GPTPrior
+    from stage2_prior.prior import Prior
+
+    net = GPTPrior(n_codes=256, window=[8, 8], condition="spatial", n_cond_codes=256, n_layer=1)
+    prior = Prior(net, tokenizer, cond_tokenizer=tokenizer)
+    maps = torch.randint(0, 256, (2, 32, 32))
+    expected = tokenizer.encode((maps.float() / 127.5 - 1)[:, None].expand(-1, 3, -1, -1))
+    assert torch.equal(prior.encode_condition(maps), expected)
+    with pytest.raises(ValueError, match="no condition tokenizer"):
+        Prior(net, tokenizer).encode_condition(maps)
