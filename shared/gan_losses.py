@@ -1,7 +1,8 @@
 """Adversarial losses on discriminator logits (any shape; patch maps are averaged).
 
 ``kind``: ``hinge`` (D: hinge, G: -D), ``vanilla`` (D: softplus/BCE, G: -D, as taming does) or
-``non_saturating`` (D: softplus/BCE, G: softplus(-D))."""
+``non_saturating`` (D: softplus/BCE, G: softplus(-D)). Regularisers: :func:`r1_penalty`,
+:func:`bcr_penalty` and :class:`LeCam`."""
 
 from __future__ import annotations
 
@@ -46,3 +47,37 @@ class LeCam(nn.Module):
         return (
             F.relu(real - self.ema_fake).pow(2).mean() + F.relu(self.ema_real - fake).pow(2).mean()
         )
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): ``mean_b ||grad_x D(x_b)||^2``, summed over pixels.
+
+    ``real_images`` must require grad and ``real_logits`` (any shape, batch first) must be computed
+    from them; a patch map counts as ``D(x_b) = sum`` of the sample's logits (StyleGAN2, LadaGAN).
+    The graph is kept, so the penalty trains D. Add ``gamma / 2 * r1_penalty(...)`` to D's loss
+    (spec adatgan §7.2; LadaGAN folds the 1/2 into its weight). With BatchNorm in train mode the
+    samples interact, and each gradient also holds the other samples' terms, as in LadaGAN."""
+    if not real_images.requires_grad:
+        raise ValueError("r1_penalty needs real_images.requires_grad_(True) before D is applied")
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()
+
+
+def bcr_penalty(
+    real: torch.Tensor,
+    real_augmented: torch.Tensor,
+    fake: torch.Tensor,
+    fake_augmented: torch.Tensor,
+    real_weight: float = 1.0,
+    fake_weight: float = 1.0,
+) -> torch.Tensor:
+    """Balanced consistency regularisation (bCR, Zhao et al. 2021), on D's logits:
+    ``real_weight * mean((D(x) - D(T(x)))^2) + fake_weight * mean((D(G(z)) - D(T(G(z))))^2)``.
+
+    The means run over the batch and any patch logits (an MSE; for one logit per image this is
+    ``E||D(x) - D(T(x))||^2``). Gradients flow into both logits of each pair; feed D detached
+    ``G(z)`` and ``T(.)`` images so that only D is regularised. Weights: 1.0 in the thesis (spec
+    adatgan §7.3), 10 in the bCR paper; ``fake_weight=0`` is plain CR."""
+    real_term = (real.float() - real_augmented.float()).square().mean()
+    fake_term = (fake.float() - fake_augmented.float()).square().mean()
+    return real_weight * real_term + fake_weight * fake_term
