@@ -111,15 +111,17 @@ class SpaceToDepth(nn.Module):
 
 
 class FastGANDownBlock(nn.Module):
-    """FastGAN residual down block (spec adatgan §6.2): ``(B, cin, H, W) -> (B, cout, H/2, W/2)``.
+    """FastGAN residual down block (spec adatgan §6.2): ``(B, cin, H, W) -> (B, cout, H/f, W/f)``.
 
     ``out = (main(x) + direct(x)) / 2`` with
     main = Conv3x3 s2 -> BN -> LReLU(0.2) -> Conv3x3 -> BN -> LReLU(0.2) and
     direct = AvgPool2 -> Conv1x1 -> BN -> LReLU(0.2). No spectral norm. ``batch_norm=False``
-    gives the BN-free Conv-D of the thesis ablations (the convs then get biases).
+    gives the BN-free Conv-D of the thesis ablations (the convs then get biases). ``factor``
+    f > 2 makes the strided conv f x f with stride f and the pool f x f (the thesis's FFHQ D:
+    one block "of kernel size 8").
     """
 
-    def __init__(self, cin: int, cout: int, batch_norm: bool = True):
+    def __init__(self, cin: int, cout: int, batch_norm: bool = True, factor: int = 2):
         super().__init__()
 
         def norm_act() -> list[nn.Module]:
@@ -128,13 +130,15 @@ class FastGANDownBlock(nn.Module):
 
         bias = not batch_norm
         self.main = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=bias),
+            nn.Conv2d(
+                cin, cout, max(3, factor), stride=factor, padding=int(factor == 2), bias=bias
+            ),
             *norm_act(),
             nn.Conv2d(cout, cout, 3, padding=1, bias=bias),
             *norm_act(),
         )
         self.direct = nn.Sequential(
-            nn.AvgPool2d(2), nn.Conv2d(cin, cout, 1, bias=bias), *norm_act()
+            nn.AvgPool2d(factor), nn.Conv2d(cin, cout, 1, bias=bias), *norm_act()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

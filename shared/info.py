@@ -1,0 +1,115 @@
+"""``twostage info PRESET``: parameters and MACs of every network a preset builds, as one JSON
+line ``{"<network>": {"params": int, "macs": int}, ...}``.
+
+MACs are ``torch.utils.flop_counter`` FLOPs / 2 of one forward pass on a batch of 1 (matmuls
+and convolutions; norms, activations and softmaxes are not counted). Presets are looked up by
+name in the ``configs/`` of every package; the stage modules are imported by name, lazily."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from shared.cli import run_main
+from shared.config import ConfigError, build_config, preset_names, read_preset
+
+PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct")
+GPT_CODES = 1024  # codebook size of the unconditional layout the GPT presets are costed with
+GPT_DEFAULT_WINDOW = [16, 16]  # for presets that train on the whole code grid (window: null)
+
+Networks = dict[str, tuple[nn.Module, tuple]]
+
+
+def cost(net: nn.Module, *inputs) -> dict[str, int]:
+    """``{"params": number of parameters, "macs": multiply-accumulates of net(*inputs)}``."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net.eval()(*inputs)
+    params = sum(p.numel() for p in net.parameters())
+    return {"params": params, "macs": counter.get_total_flops() // 2}
+
+
+def _vqgan(name: str) -> Networks:
+    config = importlib.import_module("stage1_vqgan.config")
+    cfg = build_config(config.VQGANConfig, read_preset(name, "stage1_vqgan"))
+    model = importlib.import_module("stage1_vqgan.model").VQModel.from_config(cfg.model)
+    disc = importlib.import_module("stage1_vqgan.discriminator").PatchDiscriminator(
+        cfg.model.out_channels, cfg.loss.disc_ndf, cfg.loss.disc_layers
+    )
+    res = cfg.model.resolution
+    return {
+        "tokenizer": (model, (torch.randn(1, cfg.model.in_channels, res, res),)),
+        "discriminator": (disc, (torch.randn(1, cfg.model.out_channels, res, res),)),
+    }
+
+
+def _gpt(name: str) -> Networks:
+    config = importlib.import_module("stage2_prior.config")
+    cfg = build_config(config.PriorConfig, read_preset(name, "stage2_prior"))
+    m = cfg.model
+    net = importlib.import_module("stage2_prior.gpt").GPTPrior(
+        n_codes=GPT_CODES,
+        window=m.window or GPT_DEFAULT_WINDOW,
+        condition="none",
+        n_layer=m.n_layer,
+        n_head=m.n_head,
+        n_embd=m.n_embd,
+    )
+    tokens = torch.randint(0, GPT_CODES, (1, net.spec.block_size))
+    return {"prior": (net, (tokens,))}
+
+
+def _adatgan(name: str) -> Networks:
+    config = importlib.import_module("gan_direct.config")
+    adatgan = importlib.import_module("gan_direct.adatgan")
+    cfg = build_config(config.AdatGANConfig, read_preset(name, "gan_direct"))
+    g, d = cfg.generator, cfg.discriminator
+    gen = adatgan.AdatGenerator(**vars(g))
+    labels = torch.zeros(1, dtype=torch.long) if g.num_classes else None
+    return {
+        "generator": (gen, (torch.randn(1, g.z_dim), labels)),
+        "discriminator": (
+            adatgan.AdatDiscriminator(**vars(d)),
+            (torch.randn(1, 3, d.resolution, d.resolution),),
+        ),
+    }
+
+
+BUILDERS: dict[str, Callable[[str], Networks]] = {
+    "vqgan-": _vqgan,
+    "gpt-": _gpt,
+    "adatgan-": _adatgan,
+}
+
+
+def all_presets() -> dict[str, str]:
+    """Every shipped preset name -> its package."""
+    return {name: pkg for pkg in PACKAGES for name in preset_names(pkg)}
+
+
+def preset_info(name: str) -> dict[str, dict[str, int]]:
+    """``{network: {"params", "macs"}}`` of the networks the preset ``name`` builds."""
+    presets = all_presets()
+    builder = next((b for prefix, b in BUILDERS.items() if name.startswith(prefix)), None)
+    if name not in presets or builder is None:
+        known = ", ".join(n for n in sorted(presets) if n.startswith(tuple(BUILDERS)))
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {known}")
+    torch.manual_seed(0)
+    return {net: cost(module, *inputs) for net, (module, inputs) in builder(name).items()}
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("preset", help="preset name, e.g. adatgan-cifar10-lee, vqgan-f16-1024")
+    args = p.parse_args(argv)
+    print(json.dumps(preset_info(args.preset)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "twostage info") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
