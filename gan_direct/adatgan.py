@@ -13,63 +13,29 @@ import torch
 from torch import nn
 
 from gan_direct.config import AdatDiscriminatorConfig, AdatGeneratorConfig
-from shared.attention import AdditiveAttention
 from shared.gan_blocks import (
+    AdatBlock,
     FastGANDownBlock,
+    ModulatedAdatBlock,
     PixelShuffleUpsample,
-    SelfModulatedLayerNorm,
     SpaceToDepth,
     map_to_tokens,
     tokens_to_map,
 )
+from shared.pretrained import Pretrained
 
 Maps = list[torch.Tensor]
 
 
-def _mlp(dim: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-
-class ModulatedAdatBlock(nn.Module):
-    """Generator block (thesis eqs 4.3-4.4): ``h = x + Adat(SLN(x, c)); out = MLP(SLN(h, c))``,
-    no residual around the MLP. ``x (B, N, dim)``, ``cond (B, cond_dim)``."""
-
-    def __init__(self, dim: int, cond_dim: int, heads: int = 4, mlp_dim: int = 512):
-        super().__init__()
-        self.norm1 = SelfModulatedLayerNorm(dim, cond_dim)
-        self.attn = AdditiveAttention(dim, heads)
-        self.norm2 = SelfModulatedLayerNorm(dim, cond_dim)
-        self.mlp = _mlp(dim, mlp_dim)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (tokens (B, N, dim), alpha (B, heads, N))."""
-        y, alpha = self.attn(self.norm1(x, cond), return_maps=True)
-        return self.mlp(self.norm2(x + y, cond)), alpha
-
-
-class AdatBlock(nn.Module):
-    """Discriminator block: pre-LN transformer with Adat attention and both residuals."""
-
-    def __init__(self, dim: int, heads: int = 4, mlp_dim: int = 512):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = AdditiveAttention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = _mlp(dim, mlp_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class AdatGenerator(nn.Module):
-    """``forward(z (B, z_dim), labels=None) -> images (B, 3, resolution, resolution)``.
+class AdatGenerator(Pretrained):
+    """``forward(z (B, z_dim), labels=None) -> images (B, out_channels, resolution, resolution)``.
 
     Unbounded output (no tanh, as in LadaGAN); train against images in [-1, 1] and clamp when
     saving. ``return_maps=True`` also returns the additive attention maps, one per stage:
     ``(B, heads, 8, 8)``, ``(B, heads, 16, 16)``, ``(B, heads, 32, 32)``.
     Keyword arguments are the fields of :class:`gan_direct.config.AdatGeneratorConfig`."""
 
+    model_type = "adatgan-generator"
     grids = (8, 16, 32)
 
     def __init__(self, **kwargs):
@@ -93,7 +59,7 @@ class AdatGenerator(nn.Module):
             ModulatedAdatBlock(d, cond_dim, cfg.heads, cfg.mlp_dim) for d in cfg.dims
         )
         self.upsample = nn.ModuleList([PixelShuffleUpsample(d0, d1), PixelShuffleUpsample(d1, d2)])
-        self.to_rgb = PixelShuffleUpsample(d2, 3, factor=self.patch)
+        self.to_rgb = PixelShuffleUpsample(d2, cfg.out_channels, factor=self.patch)
 
     def forward(
         self, z: torch.Tensor, labels: torch.Tensor | None = None, return_maps: bool = False
@@ -110,15 +76,17 @@ class AdatGenerator(nn.Module):
         return (images, maps) if return_maps else images
 
 
-class AdatDiscriminator(nn.Module):
-    """``forward(images (B, 3, R, R)) -> logits (B, L)``: one logit per cell of a small map
-    (25 at the defaults; average them in the loss, PatchGAN-like).
+class AdatDiscriminator(Pretrained):
+    """``forward(images (B, in_channels, R, R)) -> logits (B, L)``: one logit per cell of a small
+    map (25 at the defaults; average them in the loss, PatchGAN-like).
 
     Stem: Conv3x3 (no bias) + LReLU to ``channels[0]``, then FastGAN down blocks through
     ``channels[1:]`` down to 16x16 = 256 tokens; learned position embedding; an Adat block
     (MLP residual); head: [space-to-depth 2] -> Conv3x3 -> ``out_dims[0]`` -> Conv1x1 ->
     ``out_dims[1]`` -> LReLU -> Conv4x4 valid -> 1.
     Keyword arguments are the fields of :class:`gan_direct.config.AdatDiscriminatorConfig`."""
+
+    model_type = "adatgan-discriminator"
 
     def __init__(self, **kwargs):
         super().__init__()
@@ -132,7 +100,7 @@ class AdatDiscriminator(nn.Module):
             )
         dim = cfg.channels[-1]
         self.stem = nn.Sequential(
-            nn.Conv2d(3, cfg.channels[0], 3, padding=1, bias=False),
+            nn.Conv2d(cfg.in_channels, cfg.channels[0], 3, padding=1, bias=False),
             nn.LeakyReLU(0.2),
             *(
                 FastGANDownBlock(cin, cout, cfg.batch_norm, cfg.down_factor)

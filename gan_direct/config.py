@@ -19,6 +19,7 @@ class AdatGeneratorConfig:
     heads: int = 4
     mlp_dim: int = 512
     num_classes: int = 0  # > 0: SLN conditioned on [z, class embedding]
+    out_channels: int = 3  # image channels; training sets it from data.channels
 
 
 @dataclass
@@ -36,6 +37,7 @@ class AdatDiscriminatorConfig:
     batch_norm: bool = True
     space_to_depth: bool = True  # "D-STD"; off when the transformer dim is 512
     out_dims: list[int] = field(default_factory=lambda: [512, 1024])
+    in_channels: int = 3  # image channels; training sets it from data.channels
 
 
 @dataclass

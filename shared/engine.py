@@ -159,16 +159,24 @@ class Trainer:
             return self.ema.shadow
         return self.accelerator.unwrap_model(self.task.models[name])
 
-    def optimize(self, name: str, loss: torch.Tensor) -> None:
+    def optimize(self, name: str, loss: torch.Tensor, grad_norm: bool = False) -> float | None:
         """Backward ``loss`` into optimizer ``name``'s parameters and step it when the accumulation
-        window closes (clipping first when ``grad_clip`` > 0)."""
+        window closes (clipping first when ``grad_clip`` > 0). With ``grad_norm``, returns the
+        global L2 norm of the (unscaled, unclipped) gradients before the step, else None (and
+        None inside an accumulation window)."""
         acc, opt = self.accelerator, self.optimizers[name]
         acc.backward(loss)
-        if acc.sync_gradients and self.cfg.grad_clip > 0:
-            params = [p for g in opt.param_groups for p in g["params"]]
-            acc.clip_grad_norm_(params, self.cfg.grad_clip)
+        norm = None
+        if acc.sync_gradients and (grad_norm or self.cfg.grad_clip > 0):
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if self.cfg.grad_clip > 0:
+                norm = acc.clip_grad_norm_(params, self.cfg.grad_clip)
+            else:
+                acc.unscale_gradients(opt)
+                norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         opt.step()
         opt.zero_grad(set_to_none=True)
+        return float(norm) if grad_norm and norm is not None else None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -364,6 +372,19 @@ def train_run(
     )
     trainer.fit()
     return output
+
+
+@contextmanager
+def frozen(module: nn.Module):
+    """Parameters of ``module`` take no gradient inside the block (gradients still reach inputs):
+    the generator step of a GAN through its discriminator."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, f in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(f)
 
 
 def due(step: int, every: int) -> bool:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.attention import AdditiveAttention
+
 
 def tokens_to_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``(B, h*w, C)`` tokens -> ``(B, C, h, w)`` map."""
@@ -143,3 +145,39 @@ class FastGANDownBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.main(x) + self.direct(x)) / 2
+
+
+def _mlp(dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+
+class ModulatedAdatBlock(nn.Module):
+    """Generator block (thesis eqs 4.3-4.4): ``h = x + Adat(SLN(x, c)); out = MLP(SLN(h, c))``,
+    no residual around the MLP. ``x (B, N, dim)``, ``cond (B, cond_dim)``."""
+
+    def __init__(self, dim: int, cond_dim: int, heads: int = 4, mlp_dim: int = 512):
+        super().__init__()
+        self.norm1 = SelfModulatedLayerNorm(dim, cond_dim)
+        self.attn = AdditiveAttention(dim, heads)
+        self.norm2 = SelfModulatedLayerNorm(dim, cond_dim)
+        self.mlp = _mlp(dim, mlp_dim)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (tokens (B, N, dim), alpha (B, heads, N))."""
+        y, alpha = self.attn(self.norm1(x, cond), return_maps=True)
+        return self.mlp(self.norm2(x + y, cond)), alpha
+
+
+class AdatBlock(nn.Module):
+    """Discriminator block: pre-LN transformer with Adat attention and both residuals."""
+
+    def __init__(self, dim: int, heads: int = 4, mlp_dim: int = 512):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = AdditiveAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = _mlp(dim, mlp_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
-from torch import nn
 
 from shared.config import ConfigError
 from shared.data import ImageDataset, build_dataset
-from shared.engine import Task, Trainer, make_accelerator, train_run
+from shared.engine import Task, Trainer, frozen, make_accelerator, train_run
 from shared.images import quantize_8bit
 from shared.metrics import psnr
 from shared.pretrained import load_state
@@ -28,18 +26,6 @@ from stage1_vqgan.segmentation import (
     mask_to_onehot,
     segmentation_scores,
 )
-
-
-@contextmanager
-def frozen(module: nn.Module):
-    """Parameters of ``module`` take no gradient inside the block (gradients still reach inputs)."""
-    flags = [p.requires_grad for p in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, f in zip(module.parameters(), flags, strict=True):
-            p.requires_grad_(f)
 
 
 class VQGANTask(Task):

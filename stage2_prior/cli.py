@@ -1,4 +1,4 @@
-"""``twostage prior``: train a GPT prior over a tokenizer's codes, score codes, sample images."""
+"""``twostage prior``: train a GPT or AdatGAN prior over a tokenizer's codes, score, sample."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Schemas of a GPT prior run: ``model``, ``condition``, ``data``, ``codes``, ``train`` and the
-stage-1 tokenizers the codes come from."""
+"""Schemas of a prior run: ``prior`` (which network), ``model`` (the GPT), ``adatgan`` (the
+adversarial prior), ``condition``, ``data``, ``codes``, ``train`` and the stage-1 tokenizers the
+codes come from."""
 
 from __future__ import annotations
 
@@ -15,6 +16,21 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0  # embedding, residual and attention dropout
     window: list[int] | None = None  # training window [h, w] in tokens; None = whole code grid
+
+
+@dataclass
+class AdatPriorConfig:
+    """The AdatGAN prior (``prior: adatgan``): a generator of code logits and its discriminator;
+    ``train.lr`` and ``train.adam_betas`` drive the generator's Adam."""
+
+    z_dim: int = 128
+    dims: list[int] = field(default_factory=lambda: [256, 128])  # widths, coarse to full grid
+    heads: int = 4
+    mlp_dim: int = 512
+    d_dim: int = 128  # discriminator width
+    lr_d: float = 2e-4
+    r1_gamma: float = 0.1  # weight of gamma/2 * R1 on the embedded real grids
+    gumbel_tau: float = 1.0  # straight-through Gumbel-softmax temperature (backward only)
 
 
 @dataclass
@@ -45,7 +61,9 @@ class PriorTrainConfig(TrainConfig):
 
 @dataclass
 class PriorConfig:
+    prior: str = choice("gpt", "adatgan")  # autoregressive GPT or one-pass AdatGAN generator
     model: GPTConfig = field(default_factory=GPTConfig)
+    adatgan: AdatPriorConfig = field(default_factory=AdatPriorConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     codes: CodesConfig = field(default_factory=CodesConfig)

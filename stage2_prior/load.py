@@ -13,9 +13,12 @@ from shared.pretrained import CONFIG_FILE, load_state
 from shared.run import latest_checkpoint
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
+from stage2_prior.adatgan_prior import AdatPriorGenerator
 from stage2_prior.config import PriorConfig
 from stage2_prior.gpt import GPTPrior
 from stage2_prior.prior import COND_TOKENIZER_DIR, SPEC_FILE, TOKENIZER_DIR, Prior
+
+NETWORKS = {cls.model_type: cls for cls in (GPTPrior, AdatPriorGenerator)}
 
 
 def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
@@ -35,7 +38,8 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
     found = latest_checkpoint(folder)
     if (folder / "config.yaml").is_file() and (folder / SPEC_FILE).is_file() and found:
         cfg = build_config(PriorConfig, read_preset(str(folder / "config.yaml"), "stage2_prior"))
-        net = GPTPrior(**json.loads((folder / SPEC_FILE).read_text()))
+        net_class = AdatPriorGenerator if cfg.prior == "adatgan" else GPTPrior
+        net = net_class(**json.loads((folder / SPEC_FILE).read_text()))
         load_state(net, load_weights(found[1] / "model.safetensors"), str(found[1]))
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.tokenizer_config)
         cond = None
@@ -49,7 +53,13 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
 
 
 def _load_exported(folder: Path) -> Prior:
-    net = GPTPrior.from_pretrained(folder)
+    model_type = json.loads((folder / CONFIG_FILE).read_text()).get("model_type")
+    net_class = NETWORKS.get(model_type)
+    if net_class is None:
+        raise CheckpointError(
+            f"{folder} holds a '{model_type}' model, not a prior ({', '.join(NETWORKS)})"
+        )
+    net = net_class.from_pretrained(folder)
     if not (folder / TOKENIZER_DIR / CONFIG_FILE).is_file():
         raise CheckpointError(f"{folder} has no {TOKENIZER_DIR}/ folder with the prior's tokenizer")
     tokenizer = VQModel.from_pretrained(folder / TOKENIZER_DIR)

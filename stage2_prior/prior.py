@@ -1,8 +1,10 @@
-"""A GPT prior together with the stage-1 tokenizers it speaks: what ``load_prior`` returns."""
+"""A prior network (GPT or AdatGAN) with the stage-1 tokenizers it speaks: what
+``load_prior`` returns."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,9 @@ from torch import nn
 from stage1_vqgan.model import VQModel
 from stage1_vqgan.segmentation import encode_mask
 from stage2_prior.gpt import GPTPrior
+
+if TYPE_CHECKING:
+    from stage2_prior.adatgan_prior import AdatPriorGenerator
 
 TOKENIZER_DIR, COND_TOKENIZER_DIR = "tokenizer", "cond_tokenizer"
 SPEC_FILE = "prior_spec.json"  # in a run folder: the network's arguments, for mid-run loading
@@ -24,7 +29,7 @@ class Prior(nn.Module):
 
     def __init__(
         self,
-        net: GPTPrior,
+        net: GPTPrior | AdatPriorGenerator,
         tokenizer: VQModel,
         cond_tokenizer: VQModel | None = None,
         cond_resize: int | None = None,
@@ -46,11 +51,13 @@ class Prior(nn.Module):
         return self.tokenizer.downsample_factor
 
     def sample(self, batch: int, grid: tuple[int, int] | None = None, condition=None, **kw):
-        """(B,h,w) indices; see :meth:`GPTPrior.sample` for the keyword arguments."""
+        """(B,h,w) indices; see :meth:`GPTPrior.sample` /
+        :meth:`~stage2_prior.adatgan_prior.AdatPriorGenerator.sample` for the keywords."""
         return self.net.sample(batch, grid, condition, **kw)
 
     def nll(self, indices: torch.Tensor, condition=None) -> torch.Tensor:
-        """Per-sample mean nats/token (B,) of one training window of indices (B,h,w)."""
+        """Per-sample mean nats/token (B,) of one training window of indices (B,h,w); a
+        ValueError for an AdatGAN prior (no likelihood)."""
         return self.net.nll(indices, condition)
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Training a GPT prior on cached code grids: the task plugged into the shared engine."""
+"""Training a prior on cached code grids: the GPT task plugged into the shared engine, or the
+AdatGAN prior's (:mod:`stage2_prior.adatgan_prior`) when ``prior: adatgan``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from shared.engine import Task, Trainer, make_accelerator, train_run
 from shared.run import check_run_dir
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
+from stage2_prior.adatgan_prior import AdatPriorGenerator, AdatPriorTask
 from stage2_prior.codes import CodeWindows, extract_codes
 from stage2_prior.config import PriorConfig
 from stage2_prior.gpt import GPTPrior, bits_per_dim
@@ -141,6 +143,8 @@ def build_prior(
     if len(window) != 2 or window[0] > grid[0] or window[1] > grid[1] or min(window) < 1:
         raise ConfigError(f"model.window {window} must be 2 sizes within the code grid {grid}")
     kind = resolve_condition(cfg, num_classes, cond_tokenizer is not None)
+    if cfg.prior == "adatgan":
+        return Prior(build_adatgan(cfg, tokenizer, window, kind, num_classes), tokenizer)
     if cond_tokenizer is not None and cond_tokenizer.downsample_factor != f:
         raise ConfigError(
             f"the condition tokenizer's factor ({cond_tokenizer.downsample_factor}) must equal "
@@ -167,6 +171,27 @@ def build_prior(
     return Prior(net, tokenizer, cond_tokenizer)
 
 
+def build_adatgan(
+    cfg: PriorConfig, tokenizer: VQModel, window: list[int], kind: str, num_classes: int
+) -> AdatPriorGenerator:
+    if kind not in ("none", "class"):
+        raise ConfigError(f"prior=adatgan takes condition.kind none or class, not '{kind}'")
+    a = cfg.adatgan
+    try:
+        return AdatPriorGenerator(
+            n_codes=tokenizer.n_embed,
+            window=window,
+            condition=kind,
+            num_classes=num_classes if kind == "class" else 0,
+            z_dim=a.z_dim,
+            dims=a.dims,
+            heads=a.heads,
+            mlp_dim=a.mlp_dim,
+        )
+    except ValueError as e:
+        raise ConfigError(f"adatgan: {e}") from None
+
+
 def train(
     cfg: PriorConfig, output: str | Path, resume: bool = False, overwrite: bool = False
 ) -> Path:
@@ -174,7 +199,7 @@ def train(
     output = Path(output)
     if not cfg.tokenizer:
         raise ConfigError("a stage-1 tokenizer is required (--tokenizer RUN_OR_MODEL)")
-    if cfg.model.n_embd % cfg.model.n_head:
+    if cfg.prior == "gpt" and cfg.model.n_embd % cfg.model.n_head:
         raise ConfigError(f"model.n_embd ({cfg.model.n_embd}) must be divisible by model.n_head")
     check_run_dir(output, overwrite, resume)
     accelerator = make_accelerator(cfg.train, output)
@@ -210,19 +235,20 @@ def train(
             if split == "train" or len(val_images)
         }
     spec = prior.net.spec
-    coord = (spec.n_cond_codes if spec.condition == "coord" else 0, spec.coord_factor)
+    coord = (spec.n_cond_codes, spec.coord_factor) if spec.condition == "coord" else (0, 1)
     train_data = CodeWindows(sets["train"][0], prior.window, True, cfg.train.seed, *coord)
     val_data = None
     if "val" in sets:
         val_data = CodeWindows(sets["val"][0], prior.window, False, cfg.train.seed, *coord)
     spec_json = json.dumps(dataclasses.asdict(spec), indent=2)
     accelerator.print(
-        f"prior: condition {spec.condition}, window {prior.window}, "
+        f"{cfg.prior} prior: condition {spec.condition}, window {prior.window}, "
         f"{prior.net.param_count() / 1e6:.2f}M parameters, {len(train_data)} training grids "
         f"(codes cached in {sets['train'][1]}); log(K) = {math.log(spec.n_codes):.3f} nats"
     )
+    task = AdatPriorTask(cfg, prior) if cfg.prior == "adatgan" else PriorTask(cfg, prior)
     return train_run(
-        PriorTask(cfg, prior),
+        task,
         cfg,
         output,
         train_data,

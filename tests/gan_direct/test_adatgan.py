@@ -9,7 +9,7 @@ from shared.config import build_config, preset_names, read_preset
 from shared.info import cost
 
 PRESETS = ["adatgan-cifar10", "adatgan-cifar10-lee", "adatgan-celeba64"]
-PRESETS += ["adatgan-lsun128", "adatgan-ffhq128"]
+PRESETS += ["adatgan-lsun128", "adatgan-ffhq128", "adatgan-tiny"]
 
 
 def preset(name):

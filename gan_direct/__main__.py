@@ -1,0 +1,5 @@
+import sys
+
+from gan_direct.cli import main
+
+sys.exit(main(prog="python -m gan_direct"))

@@ -1,0 +1,161 @@
+"""``twostage gan``: train an AdatGAN on pixels, sample grids, attention maps, interpolations."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.config import build_config
+from shared.data import DataError
+
+MAX_ROWS = 8  # samples shown in the attention-map and interpolation images
+
+
+def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    t = sub.add_parser("train", help="train an AdatGAN on --data")
+    add_training_flags(t)
+
+    s = sub.add_parser("sample", help="sample images, attention maps and interpolations")
+    s.add_argument("--checkpoint", required=True, help="run folder or exported model folder")
+    s.add_argument("--num", type=int, default=64, help="number of samples")
+    s.add_argument(
+        "--truncation",
+        type=float,
+        help="resample noise components beyond +-T (truncated normal; smaller = safer samples)",
+    )
+    s.add_argument(
+        "--attention-maps",
+        action="store_true",
+        help="also write the additive attention maps at 8x8, 16x16 and 32x32 as heat maps",
+    )
+    s.add_argument(
+        "--interpolate",
+        type=int,
+        metavar="STEPS",
+        help="also write spherical interpolations between pairs of noises, STEPS images a row",
+    )
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    s.add_argument("--output", required=True, help="folder for the PNGs")
+    s.add_argument("--overwrite", action="store_true", help="replace existing files")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "twostage gan") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    return {"train": cmd_train, "sample": cmd_sample}[args.action](args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from gan_direct.config import AdatGANConfig
+    from gan_direct.train import train
+
+    cfg = build_config(
+        AdatGANConfig, base_config(args, "gan_direct"), overrides=training_overrides(args)
+    )
+    out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
+    if PartialState().is_main_process:
+        print(f"run written to {out} (exported generator in {out / 'model' / 'generator'})")
+    return 0
+
+
+def truncated_noise(
+    n: int, dim: int, truncation: float | None, generator: torch.Generator
+) -> torch.Tensor:
+    """``(n, dim)`` standard normal noise; with ``truncation`` T every component beyond +-T is
+    drawn again until it falls inside (a truncated normal, BigGAN's truncation trick)."""
+    z = torch.randn(n, dim, generator=generator)
+    if truncation is None:
+        return z
+    while (outside := z.abs() > truncation).any():
+        z[outside] = torch.randn(int(outside.sum()), generator=generator)
+    return z
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows ``a`` and ``b`` (B, D) at fractions ``t`` (T,) ->
+    (B, T, D); linear where the two are (nearly) parallel."""
+    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(-1).clamp(-1, 1))[:, None, None]  # (B, 1, 1)
+    t = t[None, :, None]
+    a, b = a[:, None], b[:, None]
+    linear = (1 - t) * a + t * b
+    so = torch.sin(omega)
+    spherical = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.clamp_min(1e-6)
+    return torch.where(so > 1e-4, spherical, linear)
+
+
+def heat_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Attention maps (B, heads, g, g) -> (B, heads, 3, size, size) images in [-1, 1]: each map
+    scaled to its own [min, max], upsampled (nearest) and coloured with viridis."""
+    from matplotlib import colormaps
+
+    flat = maps.float().flatten(2)
+    low, high = flat.min(-1, keepdim=True).values, flat.max(-1, keepdim=True).values
+    unit = ((flat - low) / (high - low).clamp_min(1e-12)).view_as(maps)
+    unit = torch.nn.functional.interpolate(unit, size=(size, size), mode="nearest")
+    rgb = torch.from_numpy(colormaps["viridis"](unit.cpu().numpy())[..., :3]).float()
+    return rgb.permute(0, 1, 4, 2, 3) * 2 - 1
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from gan_direct.train import load_generator
+    from shared.images import save_grid, save_png
+
+    if args.num < 1:
+        raise DataError("--num must be at least 1")
+    if args.truncation is not None and args.truncation <= 0:
+        raise DataError("--truncation must be positive")
+    if args.interpolate is not None and args.interpolate < 2:
+        raise DataError("--interpolate needs at least 2 steps")
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1")
+    device = pick_device(args.device)
+    gen = load_generator(args.checkpoint).to(device)
+    out = Path(args.output)
+    targets = [out / "grid.png"] + [out / f"sample_{i:04d}.png" for i in range(args.num)]
+    if args.attention_maps:
+        targets += [out / f"attention_{g}x{g}.png" for g in gen.grids]
+    if args.interpolate:
+        targets.append(out / "interpolation.png")
+    existing = [p for p in targets if p.exists()]
+    if existing and not args.overwrite:
+        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    rng = torch.Generator().manual_seed(args.seed)
+    z = truncated_noise(args.num, gen.z_dim, args.truncation, rng)
+    with torch.no_grad():
+        images = torch.cat([gen(c.to(device)).clamp(-1, 1).cpu() for c in z.split(args.batch_size)])
+        for i, image in enumerate(images):
+            save_png(image, out / f"sample_{i:04d}.png")
+        save_grid(images, out / "grid.png")
+        rows = min(args.num, MAX_ROWS)
+        if args.attention_maps:
+            shown, maps = gen(z[:rows].to(device), return_maps=True)
+            shown = shown.clamp(-1, 1).cpu().expand(-1, 3, -1, -1)  # gray -> RGB, beside colour
+            for grid, m in zip(gen.grids, maps, strict=True):
+                heat = heat_maps(m, shown.shape[-1])  # (rows, heads, 3, H, W)
+                tiles = torch.cat([shown[:, None], heat], 1)  # sample, then one map per head
+                save_grid(tiles.flatten(0, 1), out / f"attention_{grid}x{grid}.png", tiles.shape[1])
+        if args.interpolate:
+            ends = truncated_noise(2 * rows, gen.z_dim, args.truncation, rng)
+            path = slerp(ends[:rows], ends[rows:], torch.linspace(0, 1, args.interpolate))
+            frames = torch.cat(
+                [gen(c.to(device)).clamp(-1, 1).cpu() for c in path.flatten(0, 1).split(64)]
+            )
+            save_grid(frames, out / "interpolation.png", args.interpolate)
+    print(f"wrote {args.num} samples to {out}")
+    return 0

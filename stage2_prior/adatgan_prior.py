@@ -1,0 +1,337 @@
+"""The AdatGAN prior: the AdatGAN generator family (spec ``adatgan.md`` §3-§5) emitting an h x w
+grid of logits over the stage-1 codebook in one forward pass, trained adversarially against
+real code grids.
+
+The generator's one-hot samples (straight-through Gumbel-softmax) and the real index grids are
+both embedded with the tokenizer's frozen codebook before the discriminator sees them, so D
+judges grids in the space the decoder reads. Optional class conditioning: SLN on
+``[z, class embedding]`` in G, a projection term in D. A GAN has no likelihood: ``nll`` refuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.engine import Task, Trainer
+from shared.gan_blocks import (
+    AdatBlock,
+    FastGANDownBlock,
+    ModulatedAdatBlock,
+    PixelShuffleUpsample,
+    map_to_tokens,
+    tokens_to_map,
+)
+from shared.gan_losses import discriminator_loss, generator_loss, r1_penalty
+from shared.pretrained import Pretrained
+from stage2_prior.config import PriorConfig
+from stage2_prior.sampling import draw
+
+CONDITIONS = ("none", "class")
+LOSS = "non_saturating"
+
+
+@dataclass
+class AdatPriorSpec:
+    """Constructor arguments of :class:`AdatPriorGenerator` (saved in its ``config.json``).
+
+    ``dims`` are the widths of the stages, coarse to fine; stage i runs on the grid
+    ``window / 2**(len(dims) - 1 - i)``, so both window sides must be divisible by
+    ``2**(len(dims) - 1)``."""
+
+    n_codes: int
+    window: list[int]
+    condition: str = "none"
+    num_classes: int = 0
+    z_dim: int = 128
+    dims: list[int] = field(default_factory=lambda: [256, 128])
+    heads: int = 4
+    mlp_dim: int = 512
+
+    def __post_init__(self):
+        if self.condition not in CONDITIONS:
+            raise ValueError(
+                f"the AdatGAN prior takes condition none or class, not '{self.condition}'"
+            )
+        self.window = [int(v) for v in self.window]
+        self.dims = [int(v) for v in self.dims]
+        scale = 2 ** (len(self.dims) - 1)
+        if len(self.window) != 2 or any(v % scale or v < scale for v in self.window):
+            raise ValueError(
+                f"window {self.window} must be 2 sides divisible by 2**(len(dims)-1) = {scale}"
+            )
+        if self.condition == "class" and self.num_classes < 1:
+            raise ValueError("a class-conditional AdatGAN prior needs num_classes >= 1")
+
+    @property
+    def n_cond_codes(self) -> int:
+        return 0
+
+    @property
+    def has_null_class(self) -> bool:
+        return False
+
+
+class AdatPriorGenerator(Pretrained):
+    """``forward(z (B, z_dim), labels (B,) | None) -> logits (B, n_codes, h, w)``.
+
+    z -> Linear -> tokens on the coarsest grid; per stage: + position embedding -> modulated
+    Adat block (SLN on z, or on [z, class embedding]) -> pixel shuffle x2 + LEE conv into the
+    next stage; a Linear head maps the last tokens to code logits. Keyword arguments are the
+    fields of :class:`AdatPriorSpec`."""
+
+    model_type = "adatgan-prior"
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        spec = AdatPriorSpec(**kwargs)
+        self.spec, self.config = spec, dataclasses.asdict(spec)
+        h, w = spec.window
+        n = len(spec.dims)
+        self.grids = [(h >> (n - 1 - i), w >> (n - 1 - i)) for i in range(n)]
+        conditional = spec.condition == "class"
+        self.class_embed = nn.Embedding(spec.num_classes, spec.z_dim) if conditional else None
+        cond_dim = spec.z_dim * (2 if conditional else 1)
+        g0 = self.grids[0]
+        self.to_tokens = nn.Linear(spec.z_dim, g0[0] * g0[1] * spec.dims[0], bias=False)
+        self.pos = nn.ParameterList(
+            nn.Parameter(torch.randn(gh * gw, d) * 0.02)
+            for (gh, gw), d in zip(self.grids, spec.dims, strict=True)
+        )
+        self.blocks = nn.ModuleList(
+            ModulatedAdatBlock(d, cond_dim, spec.heads, spec.mlp_dim) for d in spec.dims
+        )
+        self.upsample = nn.ModuleList(
+            PixelShuffleUpsample(a, b) for a, b in zip(spec.dims, spec.dims[1:], strict=False)
+        )
+        self.head = nn.Linear(spec.dims[-1], spec.n_codes)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return tuple(self.spec.window)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        cond = z if self.class_embed is None else torch.cat([z, self.class_embed(labels)], -1)
+        x = self.to_tokens(z).view(z.shape[0], -1, self.spec.dims[0])
+        for i, (block, pos) in enumerate(zip(self.blocks, self.pos, strict=True)):
+            if i:
+                x = self.upsample[i - 1](x, self.grids[i - 1])
+            x, _ = block(x + pos, cond)
+        return tokens_to_map(self.head(x), self.window)
+
+    def context(self, condition, batch: int, grid: tuple[int, int] | None = None):
+        """Class ids (B,) for a class-conditional prior (from an int or a (B,) tensor), None
+        for an unconditional one; a wrong condition is a ValueError."""
+        s = self.spec
+        if s.condition == "none":
+            if condition is not None:
+                raise ValueError("this prior is unconditional: pass no condition")
+            return None
+        if condition is None:
+            raise ValueError(
+                f"this prior is class-conditional: pass a class in [0, {s.num_classes})"
+            )
+        labels = torch.as_tensor(condition, device=self.head.weight.device).long().reshape(-1)
+        labels = labels.expand(batch) if labels.numel() == 1 else labels
+        if labels.numel() != batch:
+            raise ValueError(f"expected 1 or {batch} class ids, got {labels.numel()}")
+        bad = labels[(labels < 0) | (labels >= s.num_classes)]
+        if bad.numel():
+            raise ValueError(f"class {bad[0].item()} is outside [0, {s.num_classes})")
+        return labels
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch: int,
+        grid: tuple[int, int] | None = None,
+        condition=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        cfg_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+        **ignored,
+    ) -> torch.Tensor:
+        """(B,h,w) indices from one forward pass: z ~ N(0, I) from ``generator``, then one draw
+        per cell from its logits (``temperature`` 1 is the distribution G was trained with,
+        0 the argmax). ``grid`` must be the trained grid; ``cached``/``progress`` are ignored."""
+        if grid is not None and tuple(grid) != self.window:
+            raise ValueError(
+                f"the AdatGAN prior generates its trained {self.window[0]}x{self.window[1]} grid "
+                f"only, not {tuple(grid)}"
+            )
+        if cfg_scale != 1.0:
+            raise ValueError("classifier-free guidance (cfg_scale) needs a GPT prior")
+        labels = self.context(condition, batch)
+        device = self.head.weight.device
+        z = torch.randn(batch, self.spec.z_dim, generator=generator, device=device)
+        logits = self(z, labels)
+        flat = logits.permute(0, 2, 3, 1).reshape(-1, self.spec.n_codes)
+        return draw(flat, temperature, top_k, top_p, generator).view(batch, *self.window)
+
+    def nll(self, indices: torch.Tensor, condition=None) -> torch.Tensor:
+        raise ValueError(
+            "an AdatGAN prior has no likelihood: nll needs an autoregressive (GPT) prior"
+        )
+
+    def param_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class AdatPriorDiscriminator(nn.Module):
+    """``forward(grid (B, embed_dim, h, w), labels (B,) | None) -> logits (B,)``.
+
+    Conv3x3 + LReLU to ``dim`` -> + position embedding -> Adat block (both residuals) ->
+    FastGAN down block (no BN) -> mean over cells -> Linear, plus the projection
+    ``<class embedding, features>`` when ``num_classes`` > 0 (Miyato & Koyama 2018)."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        window: tuple[int, int],
+        dim: int = 128,
+        heads: int = 4,
+        mlp_dim: int = 512,
+        num_classes: int = 0,
+    ):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(embed_dim, dim, 3, padding=1), nn.LeakyReLU(0.2))
+        self.pos = nn.Parameter(torch.randn(window[0] * window[1], dim) * 0.02)
+        self.block = AdatBlock(dim, heads, mlp_dim)
+        self.down = FastGANDownBlock(dim, dim, batch_norm=False)
+        self.out = nn.Linear(dim, 1)
+        self.class_embed = nn.Embedding(num_classes, dim) if num_classes else None
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.stem(x)
+        x = tokens_to_map(self.block(map_to_tokens(x) + self.pos), x.shape[-2:])
+        features = self.down(x).mean((2, 3))
+        logits = self.out(features)[:, 0]
+        if self.class_embed is not None:
+            logits = logits + (self.class_embed(labels) * features).sum(1)
+        return logits
+
+
+def code_histogram(codes: torch.Tensor, n_codes: int) -> torch.Tensor:
+    """Frequencies (n_codes,) of the indices in ``codes``."""
+    counts = torch.bincount(codes.flatten().cpu(), minlength=n_codes).double()
+    return counts / counts.sum().clamp(min=1)
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    """0.5 * ||p - q||_1 of two histograms: 0 identical, 1 disjoint."""
+    return 0.5 * (p - q).abs().sum().item()
+
+
+class AdatPriorTask(Task):
+    """D step (non-saturating loss + gamma/2 R1 on the embedded real grids), then G step through
+    the straight-through Gumbel-softmax one-hots; EMA of G is what is sampled and exported."""
+
+    ema_model = "generator"
+
+    def __init__(self, cfg: PriorConfig, prior):
+        self.cfg, self.prior = cfg, prior
+        g = prior.net
+        a = cfg.adatgan
+        d = AdatPriorDiscriminator(
+            prior.tokenizer.config["embed_dim"],
+            g.window,
+            a.d_dim,
+            a.heads,
+            a.mlp_dim,
+            g.spec.num_classes if g.spec.condition == "class" else 0,
+        )
+        self.models = {"generator": g, "discriminator": d}
+        self.codebook: torch.Tensor | None = None
+
+    def setup(self, trainer: Trainer) -> None:
+        tok = self.prior.tokenizer.to(trainer.device).eval()
+        with torch.no_grad():
+            cb = tok.codebook.float()
+        self.codebook = (cb - cb.mean(0)) / cb.std().clamp(min=1e-8)  # frozen, unit scale
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        t, betas = self.cfg.train, tuple(self.cfg.train.adam_betas)
+        return {
+            "generator": torch.optim.Adam(self.models["generator"].parameters(), t.lr, betas),
+            "discriminator": torch.optim.Adam(
+                self.models["discriminator"].parameters(), self.cfg.adatgan.lr_d, betas
+            ),
+        }
+
+    def labels(self, batch: dict) -> torch.Tensor | None:
+        return batch["label"] if self.prior.net.spec.condition == "class" else None
+
+    def embed_indices(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B,h,w) indices -> (B,embed_dim,h,w) codebook vectors."""
+        return self.codebook[codes].permute(0, 3, 1, 2)
+
+    def embed_onehot(self, onehot: torch.Tensor) -> torch.Tensor:
+        """(B,K,h,w) (straight-through) one-hots -> (B,embed_dim,h,w)."""
+        return torch.einsum("bkhw,ke->behw", onehot, self.codebook.to(onehot.dtype))
+
+    def fake_grid(self, g: nn.Module, z: torch.Tensor, labels) -> torch.Tensor:
+        logits = g(z, labels).float()
+        return self.embed_onehot(F.gumbel_softmax(logits, self.cfg.adatgan.gumbel_tau, True, dim=1))
+
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+        g, d = self.models["generator"], self.models["discriminator"]
+        codes, labels = batch["codes"], self.labels(batch)
+        z = torch.randn(codes.shape[0], self.prior.net.spec.z_dim, device=codes.device)
+        gamma = self.cfg.adatgan.r1_gamma
+
+        with torch.no_grad():
+            fake = self.fake_grid(g, z, labels)
+        real = self.embed_indices(codes).requires_grad_(gamma > 0)
+        d_real, d_fake = d(real, labels), d(fake, labels)
+        loss_d = discriminator_loss(LOSS, d_real, d_fake)
+        r1 = r1_penalty(d_real, real) if gamma > 0 else torch.zeros((), device=codes.device)
+        trainer.optimize("discriminator", loss_d + gamma / 2 * r1)
+
+        d.requires_grad_(False)
+        loss_g = generator_loss(LOSS, d(self.fake_grid(g, z, labels), labels))
+        trainer.optimize("generator", loss_g)
+        d.requires_grad_(True)
+        return {
+            "loss_d": loss_d.item(),
+            "loss_g": loss_g.item(),
+            "r1": r1.item(),
+            "d_real": d_real.mean().item(),
+            "d_fake": d_fake.mean().item(),
+        }
+
+    def generate(self, trainer: Trainer, batch: dict, seed: int) -> torch.Tensor:
+        net = trainer.model("generator", ema=True)
+        gen = torch.Generator(device=trainer.device).manual_seed(seed)
+        return net.sample(batch["codes"].shape[0], condition=self.labels(batch), generator=gen)
+
+    def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:
+        """Decoded training codes above samples for the same labels."""
+        samples = self.generate(trainer, batch, self.cfg.train.seed)
+        tok = self.prior.tokenizer
+        return torch.cat([tok.decode(batch["codes"]), tok.decode(samples)]).clamp(-1, 1)
+
+    def evaluate(self, loader, trainer: Trainer) -> dict[str, float]:
+        """``code_tv``: total variation between the code histograms of the validation grids and
+        of as many EMA-generator samples with the same labels (0 = same code frequencies)."""
+        k = self.prior.net.spec.n_codes
+        real, fake = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
+        for i, batch in enumerate(loader):
+            batch = {key: v.to(trainer.device) for key, v in batch.items()}
+            real += torch.bincount(batch["codes"].flatten().cpu(), minlength=k)
+            fake += torch.bincount(self.generate(trainer, batch, i).flatten().cpu(), minlength=k)
+        return {"code_tv": total_variation(real / real.sum(), fake / fake.sum())}
+
+    def export(self, folder: Path, trainer: Trainer) -> None:
+        from stage2_prior.prior import Prior
+
+        p = self.prior
+        Prior(trainer.model("generator", ema=True), p.tokenizer, p.cond_tokenizer).save_pretrained(
+            folder
+        )
