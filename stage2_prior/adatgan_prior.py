@@ -30,6 +30,7 @@ from shared.gan_blocks import (
 from shared.gan_losses import discriminator_loss, generator_loss, r1_penalty
 from shared.pretrained import Pretrained
 from stage2_prior.config import PriorConfig
+from stage2_prior.gpt import class_ids
 from stage2_prior.sampling import draw
 
 CONDITIONS = ("none", "class")
@@ -132,18 +133,7 @@ class AdatPriorGenerator(Pretrained):
             if condition is not None:
                 raise ValueError("this prior is unconditional: pass no condition")
             return None
-        if condition is None:
-            raise ValueError(
-                f"this prior is class-conditional: pass a class in [0, {s.num_classes})"
-            )
-        labels = torch.as_tensor(condition, device=self.head.weight.device).long().reshape(-1)
-        labels = labels.expand(batch) if labels.numel() == 1 else labels
-        if labels.numel() != batch:
-            raise ValueError(f"expected 1 or {batch} class ids, got {labels.numel()}")
-        bad = labels[(labels < 0) | (labels >= s.num_classes)]
-        if bad.numel():
-            raise ValueError(f"class {bad[0].item()} is outside [0, {s.num_classes})")
-        return labels
+        return class_ids(condition, batch, s.num_classes, self.head.weight.device)
 
     @torch.no_grad()
     def sample(

@@ -98,6 +98,21 @@ def coord_tokens(
     return (n_tokens * value.clamp(0, 1)).round().long().clamp_(max=n_tokens - 1)
 
 
+def class_ids(condition, batch: int, num_classes: int, device) -> torch.Tensor:
+    """Class ids (B,) from an int or a (B,) tensor, checked against [0, num_classes); a missing
+    or wrong condition is a one-line ValueError."""
+    if condition is None:
+        raise ValueError(f"this prior is class-conditional: pass a class in [0, {num_classes})")
+    labels = torch.as_tensor(condition, device=device).long().reshape(-1)
+    labels = labels.expand(batch) if labels.numel() == 1 else labels
+    if labels.numel() != batch:
+        raise ValueError(f"expected 1 or {batch} class ids, got {labels.numel()}")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.numel():
+        raise ValueError(f"class {bad[0].item()} is outside [0, {num_classes})")
+    return labels
+
+
 class GPTPrior(Pretrained):
     """p(s | c) = prod_i p(s_i | s_<i, c) over a window of image tokens, condition tokens first.
     Keyword arguments are the fields of :class:`PriorSpec`."""
@@ -163,18 +178,7 @@ class GPTPrior(Pretrained):
                 raise ValueError("this prior is unconditional: pass no condition")
             return torch.full((batch, 1), s.cond_offset + s.sos_token, device=device)
         if kind == "class":
-            if condition is None:
-                raise ValueError(
-                    f"this prior is class-conditional: pass a class in [0, {s.num_classes})"
-                )
-            labels = torch.as_tensor(condition, device=device).long().reshape(-1)
-            labels = labels.expand(batch) if labels.numel() == 1 else labels
-            if labels.numel() != batch:
-                raise ValueError(f"expected 1 or {batch} class ids, got {labels.numel()}")
-            bad = labels[(labels < 0) | (labels >= s.num_classes)]
-            if bad.numel():
-                raise ValueError(f"class {bad[0].item()} is outside [0, {s.num_classes})")
-            return (s.cond_offset + labels)[:, None]
+            return (s.cond_offset + class_ids(condition, batch, s.num_classes, device))[:, None]
         if condition is None and kind == "coord":
             condition = coord_tokens(*grid, s.n_cond_codes, s.coord_factor)
             condition = condition.expand(batch, *grid)
