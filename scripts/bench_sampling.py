@@ -55,7 +55,9 @@ CASES = {  # name: (window, grid, baseline label, fast label)
 
 def build_adatgan(window: tuple[int, int], device) -> AdatPriorGenerator:
     torch.manual_seed(0)
-    net = AdatPriorGenerator(n_codes=1024, window=list(window), dims=[1024, 256, 128])
+    net = AdatPriorGenerator(
+        n_codes=1024, window=list(window), dims=[1024, 256, 128], embed_dim=256
+    )
     return net.to(device).eval()
 
 

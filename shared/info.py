@@ -20,8 +20,11 @@ from shared.cli import run_main
 from shared.config import ConfigError, build_config, preset_names, read_preset
 
 PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct")
-GPT_CODES = 1024  # codebook size of the unconditional layout the GPT presets are costed with
-GPT_DEFAULT_WINDOW = [16, 16]  # for presets that train on the whole code grid (window: null)
+# prior presets are costed unconditional, over a 16x16 grid (unless the preset sets a window) of
+# 1024 codes of width 256 (those of vqgan-f16-1024)
+GPT_CODES = 1024
+CODE_DIM = 256
+GPT_DEFAULT_WINDOW = [16, 16]
 
 Networks = dict[str, tuple[nn.Module, tuple]]
 
@@ -48,13 +51,31 @@ def _vqgan(name: str) -> Networks:
     }
 
 
-def _gpt(name: str) -> Networks:
+def _prior(name: str) -> Networks:
     config = importlib.import_module("stage2_prior.config")
     cfg = build_config(config.PriorConfig, read_preset(name, "stage2_prior"))
+    window = cfg.model.window or GPT_DEFAULT_WINDOW
+    if cfg.prior == "adatgan":
+        adat = importlib.import_module("stage2_prior.adatgan_prior")
+        a = cfg.adatgan
+        net = adat.AdatPriorGenerator(
+            n_codes=GPT_CODES,
+            window=window,
+            z_dim=a.z_dim,
+            dims=a.dims,
+            heads=a.heads,
+            mlp_dim=a.mlp_dim,
+            embed_dim=CODE_DIM,
+        )
+        disc = adat.AdatPriorDiscriminator(CODE_DIM, window, a.d_dim, a.heads, a.mlp_dim)
+        return {
+            "generator": (net, (torch.randn(1, a.z_dim),)),
+            "discriminator": (disc, (torch.randn(1, CODE_DIM, *window),)),
+        }
     m = cfg.model
     net = importlib.import_module("stage2_prior.gpt").GPTPrior(
         n_codes=GPT_CODES,
-        window=m.window or GPT_DEFAULT_WINDOW,
+        window=window,
         condition="none",
         n_layer=m.n_layer,
         n_head=m.n_head,
@@ -64,7 +85,7 @@ def _gpt(name: str) -> Networks:
     return {"prior": (net, (tokens,))}
 
 
-def _adatgan(name: str) -> Networks:
+def _gan(name: str) -> Networks:
     config = importlib.import_module("gan_direct.config")
     adatgan = importlib.import_module("gan_direct.adatgan")
     cfg = build_config(config.AdatGANConfig, read_preset(name, "gan_direct"))
@@ -81,9 +102,9 @@ def _adatgan(name: str) -> Networks:
 
 
 BUILDERS: dict[str, Callable[[str], Networks]] = {
-    "vqgan-": _vqgan,
-    "gpt-": _gpt,
-    "adatgan-": _adatgan,
+    "stage1_vqgan": _vqgan,
+    "stage2_prior": _prior,
+    "gan_direct": _gan,
 }
 
 
@@ -95,12 +116,11 @@ def all_presets() -> dict[str, str]:
 def preset_info(name: str) -> dict[str, dict[str, int]]:
     """``{network: {"params", "macs"}}`` of the networks the preset ``name`` builds."""
     presets = all_presets()
-    builder = next((b for prefix, b in BUILDERS.items() if name.startswith(prefix)), None)
-    if name not in presets or builder is None:
-        known = ", ".join(n for n in sorted(presets) if n.startswith(tuple(BUILDERS)))
-        raise ConfigError(f"unknown preset '{name}'; choose one of: {known}")
+    if name not in presets:
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(sorted(presets))}")
     torch.manual_seed(0)
-    return {net: cost(module, *inputs) for net, (module, inputs) in builder(name).items()}
+    networks = BUILDERS[presets[name]](name)
+    return {net: cost(module, *inputs) for net, (module, inputs) in networks.items()}
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:

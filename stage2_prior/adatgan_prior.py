@@ -1,11 +1,14 @@
 """The AdatGAN prior: the AdatGAN generator family (spec ``adatgan.md`` §3-§5) emitting an h x w
-grid of logits over the stage-1 codebook in one forward pass, trained adversarially against
-real code grids.
+grid of continuous latents in the stage-1 codebook space in one forward pass, snapped to the
+nearest codes when sampling, trained adversarially against real code grids.
 
-The generator's one-hot samples (straight-through Gumbel-softmax) and the real index grids are
-both embedded with the tokenizer's frozen codebook before the discriminator sees them, so D
-judges grids in the space the decoder reads. Optional class conditioning: SLN on
-``[z, class embedding]`` in G, a projection term in D. A GAN has no likelihood: ``nll`` refuses.
+The discriminator sees the real index grids embedded with the tokenizer's frozen (unit-scaled)
+codebook and the generated latents, both with instance noise N(0, noise^2): the noise makes the
+two distributions overlap, so D cannot win on exact codebook membership and G's gradients stay
+informative. (Straight-through variants, snapping the latents before D or Gumbel-softmax
+one-hots over code logits, let D win at once in our runs: their code histograms did not move
+towards the data.) Optional class conditioning: SLN on ``[z, class embedding]`` in G, a
+projection term in D. A GAN has no likelihood: ``nll`` refuses.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from shared.engine import Task, Trainer
@@ -31,7 +33,6 @@ from shared.gan_losses import discriminator_loss, generator_loss, r1_penalty
 from shared.pretrained import Pretrained
 from stage2_prior.config import PriorConfig
 from stage2_prior.gpt import class_ids
-from stage2_prior.sampling import draw
 
 CONDITIONS = ("none", "class")
 LOSS = "non_saturating"
@@ -53,6 +54,7 @@ class AdatPriorSpec:
     dims: list[int] = field(default_factory=lambda: [256, 128])
     heads: int = 4
     mlp_dim: int = 512
+    embed_dim: int = 32  # the codebook's width: the generator's output channels
 
     def __post_init__(self):
         if self.condition not in CONDITIONS:
@@ -78,13 +80,24 @@ class AdatPriorSpec:
         return False
 
 
+@torch.no_grad()
+def unit_codebook(codebook: torch.Tensor) -> torch.Tensor:
+    """(K, E) codebook centred per dimension and scaled to unit overall std (float32): the space
+    latent priors generate in and the discriminator judges."""
+    cb = codebook.float()
+    return (cb - cb.mean(0)) / cb.std().clamp(min=1e-8)
+
+
 class AdatPriorGenerator(Pretrained):
-    """``forward(z (B, z_dim), labels (B,) | None) -> logits (B, n_codes, h, w)``.
+    """``forward(z (B, z_dim), labels (B,) | None) -> (B, embed_dim, h, w)`` continuous latents
+    in the unit-scaled codebook space (:func:`unit_codebook`); :meth:`snap` maps them to the
+    nearest codes.
 
     z -> Linear -> tokens on the coarsest grid; per stage: + position embedding -> modulated
     Adat block (SLN on z, or on [z, class embedding]) -> pixel shuffle x2 + LEE conv into the
-    next stage; a Linear head maps the last tokens to code logits. Keyword arguments are the
-    fields of :class:`AdatPriorSpec`."""
+    next stage; a Linear head maps the last tokens to latents. The generator keeps the
+    unit-scaled codebook (``set_codebook``) as a buffer, so it samples without its tokenizer.
+    Keyword arguments are the fields of :class:`AdatPriorSpec`."""
 
     model_type = "adatgan-prior"
 
@@ -110,7 +123,8 @@ class AdatPriorGenerator(Pretrained):
         self.upsample = nn.ModuleList(
             PixelShuffleUpsample(a, b) for a, b in zip(spec.dims, spec.dims[1:], strict=False)
         )
-        self.head = nn.Linear(spec.dims[-1], spec.n_codes)
+        self.head = nn.Linear(spec.dims[-1], spec.embed_dim)
+        self.register_buffer("codebook", torch.zeros(spec.n_codes, spec.embed_dim))
 
     @property
     def window(self) -> tuple[int, int]:
@@ -124,6 +138,17 @@ class AdatPriorGenerator(Pretrained):
                 x = self.upsample[i - 1](x, self.grids[i - 1])
             x, _ = block(x + pos, cond)
         return tokens_to_map(self.head(x), self.window)
+
+    @torch.no_grad()
+    def set_codebook(self, codebook: torch.Tensor) -> None:
+        """Store the tokenizer's (n_codes, embed_dim) codebook as :func:`unit_codebook`."""
+        self.codebook.copy_(unit_codebook(codebook))
+
+    def snap(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, embed_dim, h, w) latents -> (B, h, w) indices of the nearest codes (L2)."""
+        flat = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]).float()
+        distance = torch.cdist(flat, self.codebook)
+        return distance.argmin(1).view(latents.shape[0], *latents.shape[2:])
 
     def context(self, condition, batch: int, grid: tuple[int, int] | None = None):
         """Class ids (B,) for a class-conditional prior (from an int or a (B,) tensor), None
@@ -148,9 +173,10 @@ class AdatPriorGenerator(Pretrained):
         generator: torch.Generator | None = None,
         **ignored,
     ) -> torch.Tensor:
-        """(B,h,w) indices from one forward pass: z ~ N(0, I) from ``generator``, then one draw
-        per cell from its logits (``temperature`` 1 is the distribution G was trained with,
-        0 the argmax). ``grid`` must be the trained grid; ``cached``/``progress`` are ignored."""
+        """(B,h,w) nearest codes of one forward pass with z ~ N(0, temperature^2 I) from
+        ``generator`` (1: the trained distribution; below 1 truncates towards the mode z = 0).
+        ``grid`` must be the trained grid; ``top_k``/``top_p``/``cached``/``progress`` are
+        ignored."""
         if grid is not None and tuple(grid) != self.window:
             raise ValueError(
                 f"the AdatGAN prior generates its trained {self.window[0]}x{self.window[1]} grid "
@@ -160,10 +186,8 @@ class AdatPriorGenerator(Pretrained):
             raise ValueError("classifier-free guidance (cfg_scale) needs a GPT prior")
         labels = self.context(condition, batch)
         device = self.head.weight.device
-        z = torch.randn(batch, self.spec.z_dim, generator=generator, device=device)
-        logits = self(z, labels)
-        flat = logits.permute(0, 2, 3, 1).reshape(-1, self.spec.n_codes)
-        return draw(flat, temperature, top_k, top_p, generator).view(batch, *self.window)
+        z = temperature * torch.randn(batch, self.spec.z_dim, generator=generator, device=device)
+        return self.snap(self(z, labels))
 
     def nll(self, indices: torch.Tensor, condition=None) -> torch.Tensor:
         raise ValueError(
@@ -242,9 +266,7 @@ class AdatPriorTask(Task):
 
     def setup(self, trainer: Trainer) -> None:
         tok = self.prior.tokenizer.to(trainer.device).eval()
-        with torch.no_grad():
-            cb = tok.codebook.float()
-        self.codebook = (cb - cb.mean(0)) / cb.std().clamp(min=1e-8)  # frozen, unit scale
+        self.codebook = unit_codebook(tok.codebook)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         t, betas = self.cfg.train, tuple(self.cfg.train.adam_betas)
@@ -262,13 +284,13 @@ class AdatPriorTask(Task):
         """(B,h,w) indices -> (B,embed_dim,h,w) codebook vectors."""
         return self.codebook[codes].permute(0, 3, 1, 2)
 
-    def embed_onehot(self, onehot: torch.Tensor) -> torch.Tensor:
-        """(B,K,h,w) (straight-through) one-hots -> (B,embed_dim,h,w)."""
-        return torch.einsum("bkhw,ke->behw", onehot, self.codebook.to(onehot.dtype))
-
     def fake_grid(self, g: nn.Module, z: torch.Tensor, labels) -> torch.Tensor:
-        logits = g(z, labels).float()
-        return self.embed_onehot(F.gumbel_softmax(logits, self.cfg.adatgan.gumbel_tau, True, dim=1))
+        """(B,embed_dim,h,w) generated latents plus the instance noise: what D sees."""
+        return self.noisy(g(z, labels).float())
+
+    def noisy(self, grid: torch.Tensor) -> torch.Tensor:
+        """Instance noise N(0, noise^2) on every grid D sees, real or generated."""
+        return grid + self.cfg.adatgan.noise * torch.randn_like(grid)
 
     def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
         g, d = self.models["generator"], self.models["discriminator"]
@@ -278,7 +300,7 @@ class AdatPriorTask(Task):
 
         with torch.no_grad():
             fake = self.fake_grid(g, z, labels)
-        real = self.embed_indices(codes).requires_grad_(gamma > 0)
+        real = self.noisy(self.embed_indices(codes)).requires_grad_(gamma > 0)
         d_real, d_fake = d(real, labels), d(fake, labels)
         loss_d = discriminator_loss(LOSS, d_real, d_fake)
         r1 = r1_penalty(d_real, real) if gamma > 0 else torch.zeros((), device=codes.device)

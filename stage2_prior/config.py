@@ -20,8 +20,9 @@ class GPTConfig:
 
 @dataclass
 class AdatPriorConfig:
-    """The AdatGAN prior (``prior: adatgan``): a generator of code logits and its discriminator;
-    ``train.lr`` and ``train.adam_betas`` drive the generator's Adam."""
+    """The AdatGAN prior (``prior: adatgan``): a generator of codebook-space latents (snapped to
+    the nearest codes) and its discriminator; ``train.lr`` and ``train.adam_betas`` drive the
+    generator's Adam."""
 
     z_dim: int = 128
     dims: list[int] = field(default_factory=lambda: [256, 128])  # widths, coarse to full grid
@@ -30,7 +31,7 @@ class AdatPriorConfig:
     d_dim: int = 128  # discriminator width
     lr_d: float = 2e-4
     r1_gamma: float = 0.1  # weight of gamma/2 * R1 on the embedded real grids
-    gumbel_tau: float = 1.0  # straight-through Gumbel-softmax temperature (backward only)
+    noise: float = 1.0  # std of the instance noise on every grid D sees (unit-scaled codebook)
 
 
 @dataclass

@@ -178,7 +178,7 @@ def build_adatgan(
         raise ConfigError(f"prior=adatgan takes condition.kind none or class, not '{kind}'")
     a = cfg.adatgan
     try:
-        return AdatPriorGenerator(
+        net = AdatPriorGenerator(
             n_codes=tokenizer.n_embed,
             window=window,
             condition=kind,
@@ -187,9 +187,12 @@ def build_adatgan(
             dims=a.dims,
             heads=a.heads,
             mlp_dim=a.mlp_dim,
+            embed_dim=tokenizer.config["embed_dim"],
         )
     except ValueError as e:
         raise ConfigError(f"adatgan: {e}") from None
+    net.set_codebook(tokenizer.codebook)
+    return net
 
 
 def train(

@@ -21,6 +21,7 @@ def info(capsys, *argv):
         ("adatgan-cifar10-lee", {"generator", "discriminator"}),
         ("vqgan-tiny", {"tokenizer", "discriminator"}),
         ("gpt-tiny", {"prior"}),
+        ("adatgan-prior-tiny", {"generator", "discriminator"}),
     ],
 )
 def test_info_prints_one_json_line(capsys, preset, networks):

@@ -1,8 +1,6 @@
-"""The AdatGAN prior, mechanics only: the tiny preset runs training steps on builtin:shapes codes,
-its grids decode to images, and it loads and samples through the same API and CLI as the GPT
-prior (nll refuses: a GAN has no likelihood). That it learns is NOT established yet: in 200-400
-CPU steps the code-frequency distance to the data stayed about where it started, so no test
-claims it."""
+"""The AdatGAN prior: the tiny preset trained on builtin:shapes codes moves its code frequencies
+towards the data's, its grids decode to images, and it loads and samples through the same API
+and CLI as the GPT prior (nll refuses: a GAN has no likelihood)."""
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from stage2_prior.cli import main as prior_main
 from stage2_prior.config import PriorConfig
 from stage2_prior.train import train
 
-STEPS = 20
+STEPS = 400
 
 
 def tiny_config(tokenizer, cache, *overrides):
@@ -28,7 +26,7 @@ def tiny_config(tokenizer, cache, *overrides):
         overrides=[
             f"tokenizer={tokenizer}",
             f"train.max_steps={STEPS}",
-            f"train.eval_every={STEPS // 2}",
+            f"train.eval_every={STEPS // 4}",
             f"train.sample_every={STEPS}",
             f"train.checkpoint_every={STEPS}",
             "train.progress=false",
@@ -57,11 +55,26 @@ def test_tiny_prior_runs_and_decodes(gan_prior):
     images = prior.decode(idx)
     assert images.shape == (6, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
 
-    logged = [r["val/code_tv"] for r in read_metrics(gan_prior) if "val/code_tv" in r]
     losses = [r for r in read_metrics(gan_prior) if "loss_d" in r]
-    assert len(logged) == 2 and all(np.isfinite(logged)) and 0 < logged[-1] <= 1
     assert losses and all(np.isfinite([r["loss_d"] + r["loss_g"] for r in losses]))
     assert len(list((gan_prior / "samples").glob("*.png"))) >= 1
+
+
+def test_tiny_prior_learns_the_code_frequencies(gan_prior):
+    """Total variation between the validation code histogram and the EMA generator's, logged
+    every 100 steps: it falls by a clear margin (measured 0.93 -> 0.61 over 400 steps)."""
+    tv = [r["val/code_tv"] for r in read_metrics(gan_prior) if "val/code_tv" in r]
+    assert len(tv) == 4 and all(0 < v <= 1 for v in tv)
+    assert tv[-1] < tv[0] - 0.2, tv
+
+
+def test_snap_picks_the_nearest_code(gan_prior):
+    net = load_prior(gan_prior).net
+    codes = torch.tensor([[3, 7], [250, 0]])
+    latents = net.codebook[codes].permute(2, 0, 1)[None] + 0.01  # (1, E, 2, 2)
+    assert torch.equal(net.snap(latents)[0], codes)
+    z0 = net.sample(2, condition=1, temperature=0)  # z = 0: the same grid twice
+    assert torch.equal(z0[0], z0[1])
 
 
 def test_load_and_sample_from_a_run_checkpoint(gan_prior, tmp_path):
