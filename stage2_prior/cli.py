@@ -57,6 +57,14 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--no-cache", action="store_true", help="recompute keys/values every token")
+    s.add_argument(
+        "--rerank",
+        metavar="PROMPT",
+        help="keep the --num best of --candidates samples by CLIP similarity to PROMPT",
+    )
+    s.add_argument("--candidates", type=int, help="samples drawn for --rerank (default 4 x --num)")
+    s.add_argument("--clip", default=None, help="CLIP for --rerank: MODEL[:PRETRAINED]")
+    s.add_argument("--clip-weights", help="weights file of the --clip model")
     s.add_argument("--output", required=True, help="folder for the PNGs and indices.npy")
     s.add_argument("--overwrite", action="store_true", help="replace existing files")
     return p
@@ -146,6 +154,18 @@ def read_condition_map(path: str, size: tuple[int, int] | None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(mask).astype(np.int64))
 
 
+@torch.no_grad()
+def rerank_scores(prior, clip, prompt: str, indices: torch.Tensor, batch: int, device):
+    """CLIP cosine similarity (N,) between each decoded grid of ``indices`` and ``prompt``."""
+    text = torch.nn.functional.normalize(clip.encode_text([prompt]), dim=-1)[0]
+    scores = []
+    for start in range(0, len(indices), batch):
+        images = prior.decode(indices[start : start + batch].to(device)).clamp(-1, 1)
+        emb = clip.encode_image((images + 1) / 2)
+        scores.append((torch.nn.functional.normalize(emb, dim=-1) @ text).cpu())
+    return torch.cat(scores)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     prior, device = _load(args)
     f = prior.downsample_factor
@@ -183,11 +203,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     existing = [p for p in targets if p.exists()]
     if existing and not args.overwrite:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    total = args.num
+    clip = None
+    if args.rerank:
+        from stage2_prior.clip_model import DEFAULT, load_clip
+
+        total = args.candidates or 4 * args.num
+        if total < args.num:
+            raise DataError(f"--candidates ({total}) must be at least --num ({args.num})")
+        clip = load_clip(args.clip or DEFAULT, args.clip_weights, device)
+    elif args.candidates or args.clip:
+        raise DataError("--candidates and --clip go with --rerank PROMPT")
     g = torch.Generator(device=device).manual_seed(args.seed)
     sliding = grid[0] > prior.window[0] or grid[1] > prior.window[1]
     indices = []
-    for start in range(0, args.num, args.batch_size):
-        n = min(args.batch_size, args.num - start)
+    for start in range(0, total, args.batch_size):
+        n = min(args.batch_size, total - start)
         idx = prior.sample(
             n,
             grid,
@@ -200,11 +231,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
             cached=not args.no_cache,
             progress=sys.stderr.isatty() or sliding,
         )
-        for i, img in enumerate(prior.decode(idx)):
-            save_png(img, targets[start + i])
         indices.append(idx.cpu())
+    indices = torch.cat(indices)
+    if clip is not None:
+        scores = rerank_scores(prior, clip, args.rerank, indices, args.batch_size, device)
+        best = scores.argsort(descending=True)[: args.num]
+        indices = indices[best]
+        print(json.dumps({"rerank": args.rerank, "kept_scores": scores[best].tolist()}))
+    for start in range(0, args.num, args.batch_size):
+        batch = indices[start : start + args.batch_size].to(device)
+        for i, img in enumerate(prior.decode(batch)):
+            save_png(img, targets[start + i])
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "indices.npy", torch.cat(indices).numpy().astype(np.int64))
+    np.save(out / "indices.npy", indices.numpy().astype(np.int64))
     how = f"sliding {prior.window[0]}x{prior.window[1]} window" if sliding else "one window"
     print(f"wrote {args.num} samples ({grid[0]}x{grid[1]} tokens, {how}) and indices.npy to {out}")
     return 0

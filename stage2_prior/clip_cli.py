@@ -1,0 +1,127 @@
+"""``twostage clip "PROMPT" ...``: VQGAN+CLIP text to image (:mod:`stage2_prior.clip_guidance`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from shared.cli import pick_device, run_main
+from shared.config import ConfigError
+from shared.data import DataError
+from stage2_prior.clip_guidance import FINAL_FILE, TRACE_FILE, Guide, GuideConfig, run
+from stage2_prior.clip_model import DEFAULT, load_clip
+from stage2_prior.clip_prompts import Prompt, parse_prompt, parse_prompts
+
+
+def parse_wxh(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size '{text}' must be WIDTHxHEIGHT, e.g. 480x480") from None
+    if w < 1 or h < 1:
+        raise ConfigError(f"--size '{text}' must be positive")
+    return w, h
+
+
+def file_prompts(items: list[str], flag: str) -> list[Prompt]:
+    prompts = [parse_prompt(i) for i in items]
+    for p in prompts:
+        if not Path(p.text).is_file():
+            raise DataError(f"{flag} {p.text}: no such file")
+    return prompts
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("prompt", nargs="*", help='"text:weight:stop | text2:weight" items')
+    p.add_argument("--prompt", dest="more", action="append", default=[], help="more prompts")
+    p.add_argument("--image-prompt", action="append", default=[], help="FILE[:weight[:stop]]")
+    p.add_argument("--noise-prompt", action="append", default=[], help="SEED[:weight[:stop]]")
+    p.add_argument(
+        "--tokenizer",
+        required=True,
+        help="our tokenizer (run or model folder) or a taming .ckpt (with --config)",
+    )
+    p.add_argument("--config", help="the taming checkpoint's YAML")
+    p.add_argument(
+        "--clip",
+        action="append",
+        help=f"MODEL[:PRETRAINED] (default {DEFAULT}); repeat to average several models",
+    )
+    p.add_argument("--clip-weights", help="weights file of the (single) --clip model")
+    p.add_argument("--size", default="256x256", help="WIDTHxHEIGHT in pixels")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--cutn", type=int, default=64)
+    p.add_argument("--cut-pow", type=float, default=1.0)
+    p.add_argument("--chunk", type=int, default=16, help="cutouts per CLIP pass")
+    p.add_argument("--no-checkpointing", action="store_true", help="keep decoder activations")
+    p.add_argument("--init-image")
+    p.add_argument("--init-weight", type=float, default=0.0)
+    p.add_argument("--tv-weight", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--video", choices=["gif", "mp4"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    from stage1_vqgan.load import load_tokenizer
+
+    args = build_parser(prog).parse_args(argv)
+    prompts = [p for text in args.prompt + args.more for p in parse_prompts(text)]
+    for flag, value in (("--steps", args.steps), ("--cutn", args.cutn), ("--chunk", args.chunk)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1")
+    output = Path(args.output)
+    existing = (output / FINAL_FILE).exists() or (output / TRACE_FILE).exists()
+    if existing and not args.overwrite:
+        raise DataError(f"{output} already holds a result; pass --overwrite to replace it")
+    if args.init_image and not Path(args.init_image).is_file():
+        raise DataError(f"--init-image {args.init_image}: no such file")
+    cfg = GuideConfig(
+        prompts=prompts,
+        image_prompts=file_prompts(args.image_prompt, "--image-prompt"),
+        noise_prompts=[parse_prompt(s) for s in args.noise_prompt],
+        size=parse_wxh(args.size),
+        steps=args.steps,
+        lr=args.lr,
+        cutn=args.cutn,
+        cut_pow=args.cut_pow,
+        chunk=args.chunk,
+        checkpointing=not args.no_checkpointing,
+        init_image=args.init_image,
+        init_weight=args.init_weight,
+        tv_weight=args.tv_weight,
+        seed=args.seed,
+        save_every=args.save_every,
+        video=args.video,
+    )
+    for p in cfg.noise_prompts:
+        if not p.text.lstrip("-").isdigit():
+            raise ConfigError(f"--noise-prompt '{p.text}' must be an integer seed")
+    specs = args.clip or [DEFAULT]
+    if args.clip_weights and len(specs) > 1:
+        raise ConfigError("--clip-weights needs exactly one --clip model")
+    device = pick_device(args.device)
+    torch.manual_seed(args.seed)
+    tokenizer = load_tokenizer(args.tokenizer, args.config).to(device)
+    clips = [load_clip(s, args.clip_weights, device) for s in specs]
+    try:
+        guide = Guide(tokenizer, clips, cfg, device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    final = run(guide, output, args.tokenizer, progress=not args.no_progress)
+    print(final)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "twostage clip") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
