@@ -240,3 +240,19 @@ def test_prior_samples_are_reranked_by_clip(tokenizer_run, tiny_clip, tmp_path, 
         torch.from_numpy(np.load(tmp_path / "best" / "indices.npy")), candidates[top]
     )
     assert len(list((tmp_path / "best").glob("sample_*.png"))) == 2
+
+
+def test_frames_become_an_mp4(tmp_path):
+    import imageio.v2 as imageio
+
+    from shared.images import save_png
+    from stage2_prior.clip_guidance import write_video
+
+    frames = [
+        save_png(torch.full((3, 32, 48), v), tmp_path / f"{i}.png")
+        for i, v in enumerate((-1.0, 0.0, 1.0))
+    ]
+    video = write_video(frames, tmp_path / "optimisation.mp4")
+    read = imageio.mimread(video)
+    assert len(read) == 3 and read[0].shape[2] == 3
+    assert read[0].mean() < 20 and read[2].mean() > 235
