@@ -104,6 +104,8 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         save_every=args.save_every,
         video=args.video,
     )
+    if not (cfg.prompts or cfg.image_prompts or cfg.noise_prompts):
+        raise ConfigError("give at least one text prompt, --image-prompt or --noise-prompt")
     for p in cfg.noise_prompts:
         if not p.text.lstrip("-").isdigit():
             raise ConfigError(f"--noise-prompt '{p.text}' must be an integer seed")

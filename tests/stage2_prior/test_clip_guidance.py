@@ -184,6 +184,8 @@ def test_cli_writes_png_metadata_trace_frames_and_gif(tokenizer_run, tiny_clip, 
     bad = ["x", "--tokenizer", str(tokenizer_run[0]), "--size", "big", "--output", str(tmp_path)]
     assert clip_main(bad) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
+    assert clip_main(["--tokenizer", str(tokenizer_run[0]), "--output", str(tmp_path)]) == 2
+    assert "at least one text prompt" in capsys.readouterr().err
 
 
 def test_missing_clip_weights_name_the_file(tokenizer_run, tmp_path, capsys, monkeypatch):
