@@ -6,6 +6,8 @@ Images are (B, C, H, W); the latent grid is (B, z_channels, H/f, W/f) with f = 2
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -178,10 +180,23 @@ class Decoder(nn.Module):
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
+    def stages(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The forward pass as a chain of single-input steps, coarse to fine (conv_in, the
+        middle, each ResnetBlock/attention/upsample, the output head): the points where
+        gradient checkpointing can cut it."""
+        steps: list[Callable[[torch.Tensor], torch.Tensor]] = [self.conv_in, self.mid]
         for level in reversed(self.up):
-            h = level(h)
+            for i, block in enumerate(level.block):
+                steps += [block, level.attn[i]] if len(level.attn) else [block]
             if hasattr(level, "upsample"):
-                h = level.upsample(h)
+                steps.append(level.upsample)
+        steps.append(self.head)
+        return steps
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.conv_out(F.silu(self.norm_out(h)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        for step in self.stages():
+            z = step(z)
+        return z

@@ -12,6 +12,7 @@ import dataclasses
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from shared.pretrained import Pretrained
 from stage1_vqgan.autoencoder import Decoder, Encoder
@@ -86,9 +87,16 @@ class VQModel(Pretrained):
         """(B,C,H,W) in [-1,1] -> continuous latents (B, embed_dim, H/f, W/f) before quantising."""
         return self.quant_conv(self.encoder(x))
 
-    def decode_latent(self, z_q: torch.Tensor) -> torch.Tensor:
-        """(B, embed_dim, h, w) quantised latents -> images (B,C,h*f,w*f)."""
-        return self.decoder(self.post_quant_conv(z_q))
+    def decode_latent(self, z_q: torch.Tensor, checkpointed: bool = False) -> torch.Tensor:
+        """(B, embed_dim, h, w) quantised latents -> images (B,C,h*f,w*f). ``checkpointed``
+        keeps only each decoder step's input for the backward pass and recomputes one step at
+        a time there, so training memory stays near that of the largest single step."""
+        h = self.post_quant_conv(z_q)
+        if not (checkpointed and torch.is_grad_enabled()):
+            return self.decoder(h)
+        for step in self.decoder.stages():
+            h = checkpoint(step, h, use_reentrant=False)
+        return h
 
     def quantize_latent(self, z: torch.Tensor) -> QuantizerOutput:
         return self.quantize(z)

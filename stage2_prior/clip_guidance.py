@@ -1,7 +1,7 @@
 """VQGAN+CLIP, the notebooks' "z+quantize" method: optimise a continuous latent z with Adam so
 that CLIP finds the decoded image close to the prompts.
 
-Each step: z -> nearest codes (straight-through) -> decode (gradient-checkpointed) -> clamp to
+Each step: z -> nearest codes (straight-through) -> decode (checkpointed step by step) -> clamp to
 [0, 1] (straight-through) -> ``cutn`` random augmented cutouts, encoded by every CLIP model in
 chunks of ``chunk`` cutouts (each chunk's CLIP graph is freed after its backward, so memory
 does not grow with ``cutn``) -> weighted spherical distances to the prompt embeddings (averaged
@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from shared.data import load_image
@@ -120,11 +119,7 @@ class Guide:
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z -> (1, 3, H, W) in [0, 1]: nearest codes and clamping both straight-through."""
         z_q = self.tok.quantize_latent(z).z_q
-        if self.cfg.checkpointing and z_q.requires_grad:
-            x = checkpoint(self.tok.decode_latent, z_q, use_reentrant=False)
-        else:
-            x = self.tok.decode_latent(z_q)
-        x = (x + 1) / 2
+        x = (self.tok.decode_latent(z_q, checkpointed=self.cfg.checkpointing) + 1) / 2
         return x + (x.clamp(0, 1) - x).detach()
 
     def step(self) -> dict:

@@ -76,3 +76,17 @@ def test_patch_discriminator_gives_30x30_logits_at_256():
 def test_model_config_defaults_are_taming_f16():
     cfg = ModelConfig()
     assert (cfg.ch, cfg.ch_mult, cfg.z_channels, cfg.n_embed) == (128, [1, 1, 2, 2, 4], 256, 1024)
+
+
+def test_checkpointed_decoding_matches_plain_decoding(tiny_model_kwargs):
+    torch.manual_seed(0)
+    model = VQModel(**tiny_model_kwargs).eval()
+    z = torch.randn(2, model.config["embed_dim"], 4, 4)
+    grads = []
+    for checkpointed in (False, True):
+        zz = z.clone().requires_grad_(True)
+        out = model.decode_latent(zz, checkpointed=checkpointed)
+        out.square().mean().backward()
+        grads.append((out.detach(), zz.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-6)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
