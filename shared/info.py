@@ -22,9 +22,9 @@ from shared.config import ConfigError, build_config, preset_names, read_preset
 PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct")
 # prior presets are costed unconditional, over a 16x16 grid (unless the preset sets a window) of
 # 1024 codes of width 256 (those of vqgan-f16-1024)
-GPT_CODES = 1024
+PRIOR_CODES = 1024
 CODE_DIM = 256
-GPT_DEFAULT_WINDOW = [16, 16]
+PRIOR_WINDOW = [16, 16]
 
 Networks = dict[str, tuple[nn.Module, tuple]]
 
@@ -54,12 +54,12 @@ def _vqgan(name: str) -> Networks:
 def _prior(name: str) -> Networks:
     config = importlib.import_module("stage2_prior.config")
     cfg = build_config(config.PriorConfig, read_preset(name, "stage2_prior"))
-    window = cfg.model.window or GPT_DEFAULT_WINDOW
+    window = cfg.model.window or PRIOR_WINDOW
     if cfg.prior == "adatgan":
         adat = importlib.import_module("stage2_prior.adatgan_prior")
         a = cfg.adatgan
         net = adat.AdatPriorGenerator(
-            n_codes=GPT_CODES,
+            n_codes=PRIOR_CODES,
             window=window,
             z_dim=a.z_dim,
             dims=a.dims,
@@ -74,14 +74,14 @@ def _prior(name: str) -> Networks:
         }
     m = cfg.model
     net = importlib.import_module("stage2_prior.gpt").GPTPrior(
-        n_codes=GPT_CODES,
+        n_codes=PRIOR_CODES,
         window=window,
         condition="none",
         n_layer=m.n_layer,
         n_head=m.n_head,
         n_embd=m.n_embd,
     )
-    tokens = torch.randint(0, GPT_CODES, (1, net.spec.block_size))
+    tokens = torch.randint(0, PRIOR_CODES, (1, net.spec.block_size))
     return {"prior": (net, (tokens,))}
 
 

@@ -262,11 +262,9 @@ class AdatPriorTask(Task):
             g.spec.num_classes if g.spec.condition == "class" else 0,
         )
         self.models = {"generator": g, "discriminator": d}
-        self.codebook: torch.Tensor | None = None
 
     def setup(self, trainer: Trainer) -> None:
-        tok = self.prior.tokenizer.to(trainer.device).eval()
-        self.codebook = unit_codebook(tok.codebook)
+        self.prior.tokenizer.to(trainer.device).eval()
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         t, betas = self.cfg.train, tuple(self.cfg.train.adam_betas)
@@ -282,7 +280,7 @@ class AdatPriorTask(Task):
 
     def embed_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """(B,h,w) indices -> (B,embed_dim,h,w) codebook vectors."""
-        return self.codebook[codes].permute(0, 3, 1, 2)
+        return self.prior.net.codebook[codes].permute(0, 3, 1, 2)
 
     def fake_grid(self, g: nn.Module, z: torch.Tensor, labels) -> torch.Tensor:
         """(B,embed_dim,h,w) generated latents plus the instance noise: what D sees."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,3 +128,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
 def main(argv: Sequence[str] | None = None, prog: str = "twostage clip") -> int:
     return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,7 +54,7 @@ class GuideConfig:
 def random_latent(tokenizer: VQModel, grid: tuple[int, int], generator) -> torch.Tensor:
     """(1, embed_dim, h, w) codebook vectors of uniformly random codes."""
     idx = torch.randint(tokenizer.n_embed, (1, *grid), generator=generator)
-    return tokenizer.quantize.lookup(idx.to(tokenizer.codebook.device))
+    return tokenizer.quantize.lookup(idx.to(tokenizer.quant_conv.weight.device))
 
 
 def image_tensor(path: str, width: int, height: int, device) -> torch.Tensor:
@@ -79,6 +79,7 @@ class Guide:
         if self.width < f or self.height < f:
             raise ValueError(f"--size {cfg.size} is below the tokenizer's factor {f}")
         self.targets = [self._targets(clip) for clip in clips]
+        self.cutouts = [Cutouts(c.image_size, cfg.cut_pow, cfg.augment) for c in clips]
         gen = torch.Generator().manual_seed(cfg.seed)
         self.z_init = None
         if cfg.init_image:
@@ -129,9 +130,8 @@ class Guide:
         with self.autocast():
             image = self.decode(self.z).float()
         leaf = image.detach().requires_grad_(True)
-        cutouts = [Cutouts(c.image_size, cfg.cut_pow, cfg.augment) for c in self.clips]
         per_prompt = torch.zeros(len(self.labels))
-        for clip, cut, targets in zip(self.clips, cutouts, self.targets, strict=True):
+        for clip, cut, targets in zip(self.clips, self.cutouts, self.targets, strict=True):
             for start in range(0, cfg.cutn, cfg.chunk):
                 n = min(cfg.chunk, cfg.cutn - start)
                 with self.autocast():
