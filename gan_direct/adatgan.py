@@ -8,11 +8,11 @@ the generator of ``dims=[1024, 256, 128]`` at 64x64 has about 20.2M parameters a
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from gan_direct.config import AdatDiscriminatorConfig, AdatGeneratorConfig
 from shared.gan_blocks import (
     AdatBlock,
     FastGANDownBlock,
@@ -27,15 +27,48 @@ from shared.pretrained import Pretrained
 Maps = list[torch.Tensor]
 
 
+@dataclass
+class AdatGeneratorConfig:
+    """z -> Linear -> 8x8 tokens -> 3 modulated Adat blocks with pixel shuffle + LEE between
+    them -> 32x32 tokens -> RGB at pixel level or as ``resolution/32`` sized patches."""
+
+    resolution: int = 32  # 32 (pixels), 64 (2x2 patches) or 128 (4x4 patches)
+    z_dim: int = 128
+    dims: list[int] = field(default_factory=lambda: [1024, 256, 128])  # at 8x8, 16x16, 32x32
+    heads: int = 4
+    mlp_dim: int = 512
+    num_classes: int = 0  # > 0: SLN conditioned on [z, class embedding]
+    channels: int = 3  # image channels
+
+
+@dataclass
+class AdatDiscriminatorConfig:
+    """Conv stem (3x3 conv, FastGAN down blocks) -> 16x16 tokens -> Adat block (MLP residual)
+    -> [space-to-depth] -> convs -> logit map. ``attention=False, batch_norm=False`` is the
+    thesis's Conv-D baseline."""
+
+    resolution: int = 32
+    stem: list[int] = field(default_factory=lambda: [128, 256])  # stem input conv, blocks
+    down_factor: int = 2  # per FastGAN block; 8 = one block with an 8x8 stride-8 conv (FFHQ)
+    heads: int = 4
+    mlp_dim: int = 512
+    attention: bool = True
+    batch_norm: bool = True
+    space_to_depth: bool = True  # "D-STD"; off when the transformer dim is 512
+    out_dims: list[int] = field(default_factory=lambda: [512, 1024])
+    channels: int = 3  # image channels
+
+
 class AdatGenerator(Pretrained):
-    """``forward(z (B, z_dim), labels=None) -> images (B, out_channels, resolution, resolution)``.
+    """``forward(z (B, z_dim), labels=None) -> images (B, channels, resolution, resolution)``.
 
     Unbounded output (no tanh, as in LadaGAN); train against images in [-1, 1] and clamp when
     saving. ``return_maps=True`` also returns the additive attention maps, one per stage:
     ``(B, heads, 8, 8)``, ``(B, heads, 16, 16)``, ``(B, heads, 32, 32)``.
-    Keyword arguments are the fields of :class:`gan_direct.config.AdatGeneratorConfig`."""
+    Keyword arguments are the fields of :class:`AdatGeneratorConfig`."""
 
     model_type = "adatgan-generator"
+    spec_class = AdatGeneratorConfig
     grids = (8, 16, 32)
 
     def __init__(self, **kwargs):
@@ -47,6 +80,7 @@ class AdatGenerator(Pretrained):
         if cfg.resolution % 32 or cfg.resolution < 32:
             raise ValueError(f"resolution {cfg.resolution} is not a multiple of 32")
         self.z_dim, self.patch = cfg.z_dim, cfg.resolution // 32
+        self.num_classes = cfg.num_classes
         cond_dim = cfg.z_dim * (2 if cfg.num_classes else 1)
         self.class_embed = nn.Embedding(cfg.num_classes, cfg.z_dim) if cfg.num_classes else None
         d0, d1, d2 = cfg.dims
@@ -59,7 +93,7 @@ class AdatGenerator(Pretrained):
             ModulatedAdatBlock(d, cond_dim, cfg.heads, cfg.mlp_dim) for d in cfg.dims
         )
         self.upsample = nn.ModuleList([PixelShuffleUpsample(d0, d1), PixelShuffleUpsample(d1, d2)])
-        self.to_rgb = PixelShuffleUpsample(d2, cfg.out_channels, factor=self.patch)
+        self.to_rgb = PixelShuffleUpsample(d2, cfg.channels, factor=self.patch)
 
     def forward(
         self, z: torch.Tensor, labels: torch.Tensor | None = None, return_maps: bool = False
@@ -77,34 +111,35 @@ class AdatGenerator(Pretrained):
 
 
 class AdatDiscriminator(Pretrained):
-    """``forward(images (B, in_channels, R, R)) -> logits (B, L)``: one logit per cell of a small
+    """``forward(images (B, channels, R, R)) -> logits (B, L)``: one logit per cell of a small
     map (25 at the defaults; average them in the loss, PatchGAN-like).
 
-    Stem: Conv3x3 (no bias) + LReLU to ``channels[0]``, then FastGAN down blocks through
-    ``channels[1:]`` down to 16x16 = 256 tokens; learned position embedding; an Adat block
+    Stem: Conv3x3 (no bias) + LReLU to ``stem[0]``, then FastGAN down blocks through
+    ``stem[1:]`` down to 16x16 = 256 tokens; learned position embedding; an Adat block
     (MLP residual); head: [space-to-depth 2] -> Conv3x3 -> ``out_dims[0]`` -> Conv1x1 ->
     ``out_dims[1]`` -> LReLU -> Conv4x4 valid -> 1.
-    Keyword arguments are the fields of :class:`gan_direct.config.AdatDiscriminatorConfig`."""
+    Keyword arguments are the fields of :class:`AdatDiscriminatorConfig`."""
 
     model_type = "adatgan-discriminator"
+    spec_class = AdatDiscriminatorConfig
 
     def __init__(self, **kwargs):
         super().__init__()
         cfg = AdatDiscriminatorConfig(**kwargs)
         self.config = dataclasses.asdict(cfg)
-        blocks = len(cfg.channels) - 1
+        blocks = len(cfg.stem) - 1
         if cfg.resolution != 16 * cfg.down_factor**blocks:
             raise ValueError(
-                f"channels {cfg.channels} with down_factor {cfg.down_factor} take "
+                f"stem {cfg.stem} with down_factor {cfg.down_factor} take "
                 f"{cfg.resolution}px to {cfg.resolution / cfg.down_factor**blocks:g}px, not 16px"
             )
-        dim = cfg.channels[-1]
+        dim = cfg.stem[-1]
         self.stem = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, cfg.channels[0], 3, padding=1, bias=False),
+            nn.Conv2d(cfg.channels, cfg.stem[0], 3, padding=1, bias=False),
             nn.LeakyReLU(0.2),
             *(
                 FastGANDownBlock(cin, cout, cfg.batch_norm, cfg.down_factor)
-                for cin, cout in zip(cfg.channels, cfg.channels[1:], strict=False)
+                for cin, cout in zip(cfg.stem, cfg.stem[1:], strict=False)
             ),
         )
         self.pos = nn.Parameter(torch.randn(256, dim) * 0.02) if cfg.attention else None

@@ -1,4 +1,4 @@
-"""``twostage gan``: train an AdatGAN on pixels, sample grids, attention maps, interpolations."""
+"""``twostage gan``: train any pixel-GAN preset, sample grids, interpolations, attention maps."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    t = sub.add_parser("train", help="train an AdatGAN on --data")
+    t = sub.add_parser("train", help="train a GAN preset (twostage info lists them) on --data")
     add_training_flags(t)
 
     s = sub.add_parser("sample", help="sample images, attention maps and interpolations")
@@ -31,9 +31,22 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
         help="resample noise components beyond +-T (truncated normal; smaller = safer samples)",
     )
     s.add_argument(
+        "--psi",
+        type=float,
+        help="truncation in W for generators with a mapping network (stylegan): "
+        "w = w_avg + psi (w - w_avg); 0 < psi <= 1",
+    )
+    s.add_argument(
+        "--class",
+        dest="label",
+        type=int,
+        metavar="K",
+        help="class-conditional generators: every sample of class K (default: cycle the classes)",
+    )
+    s.add_argument(
         "--attention-maps",
         action="store_true",
-        help="also write the additive attention maps at 8x8, 16x16 and 32x32 as heat maps",
+        help="AdatGAN: also write the additive attention maps at 8x8, 16x16 and 32x32",
     )
     s.add_argument(
         "--interpolate",
@@ -61,11 +74,11 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from gan_direct.config import AdatGANConfig
+    from gan_direct.config import GANConfig
     from gan_direct.train import train
 
     cfg = build_config(
-        AdatGANConfig, base_config(args, "gan_direct"), overrides=training_overrides(args)
+        GANConfig, base_config(args, "gan_direct"), overrides=training_overrides(args)
     )
     out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
     if PartialState().is_main_process:
@@ -112,10 +125,7 @@ def heat_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
     return rgb.permute(0, 1, 4, 2, 3) * 2 - 1
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    from gan_direct.train import load_generator
-    from shared.images import save_grid, save_png
-
+def _check_sample_args(args: argparse.Namespace, gen) -> None:
     if args.num < 1:
         raise DataError("--num must be at least 1")
     if args.truncation is not None and args.truncation <= 0:
@@ -124,10 +134,36 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise DataError("--interpolate needs at least 2 steps")
     if args.batch_size < 1:
         raise DataError("--batch-size must be at least 1")
+    if args.psi is not None and not hasattr(gen, "w_avg"):
+        raise DataError("--psi needs a generator with a mapping network (stylegan)")
+    if args.psi is not None and not 0 <= args.psi <= 1:
+        raise DataError("--psi must be in [0, 1]")
+    if args.label is not None and not gen.num_classes:
+        raise DataError("--class needs a class-conditional generator (conditional: true)")
+    if args.label is not None and not 0 <= args.label < gen.num_classes:
+        raise DataError(f"--class must be in [0, {gen.num_classes - 1}], got {args.label}")
+    if args.interpolate and getattr(gen, "points", False):
+        raise DataError("--interpolate makes image rows; this generator makes 2-D points")
+    if args.attention_maps and not hasattr(gen, "grids"):
+        raise DataError("--attention-maps needs an AdatGAN generator")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from gan_direct.train import class_labels, load_generator, scatter_plot
+    from shared.images import save_grid, save_png
+
+    gen = load_generator(args.checkpoint)
+    _check_sample_args(args, gen)
     device = pick_device(args.device)
-    gen = load_generator(args.checkpoint).to(device)
+    gen = gen.to(device)
+    points = (
+        getattr(gen, "spec", None) is not None and len(getattr(gen.spec, "shape", [0] * 3)) == 1
+    )
     out = Path(args.output)
-    targets = [out / "grid.png"] + [out / f"sample_{i:04d}.png" for i in range(args.num)]
+    if points:
+        targets = [out / "samples.png", out / "samples.csv"]
+    else:
+        targets = [out / "grid.png"] + [out / f"sample_{i:04d}.png" for i in range(args.num)]
     if args.attention_maps:
         targets += [out / f"attention_{g}x{g}.png" for g in gen.grids]
     if args.interpolate:
@@ -137,11 +173,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
     rng = torch.Generator().manual_seed(args.seed)
     z = truncated_noise(args.num, gen.z_dim, args.truncation, rng)
+    if args.label is not None:
+        labels = torch.full((args.num,), args.label)
+    else:
+        labels = class_labels(args.num, gen.num_classes)
+    kwargs = {"psi": args.psi} if args.psi is not None else {}
+
+    def run(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        chunks = []
+        for i, c in enumerate(z.split(args.batch_size)):
+            yc = None if y is None else y[i * args.batch_size : i * args.batch_size + len(c)]
+            inputs = (c.to(device),) if yc is None else (c.to(device), yc.to(device))
+            chunks.append(gen(*inputs, **kwargs).cpu())
+        x = torch.cat(chunks)
+        return x if points else x.clamp(-1, 1)
+
     with torch.no_grad():
-        images = torch.cat([gen(c.to(device)).clamp(-1, 1).cpu() for c in z.split(args.batch_size)])
-        for i, image in enumerate(images):
-            save_png(image, out / f"sample_{i:04d}.png")
-        save_grid(images, out / "grid.png")
+        images = run(z, labels)
+        if points:
+            scatter_plot(images, None, out / "samples.png", f"{args.num} samples")
+            lines = "".join(f"{a:.6g},{b:.6g}\n" for a, b in images.tolist())
+            (out / "samples.csv").write_text("x,y\n" + lines)
+        else:
+            for i, image in enumerate(images):
+                save_png(image, out / f"sample_{i:04d}.png")
+            save_grid(images, out / "grid.png")
         rows = min(args.num, MAX_ROWS)
         if args.attention_maps:
             shown, maps = gen(z[:rows].to(device), return_maps=True)
@@ -153,9 +209,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if args.interpolate:
             ends = truncated_noise(2 * rows, gen.z_dim, args.truncation, rng)
             path = slerp(ends[:rows], ends[rows:], torch.linspace(0, 1, args.interpolate))
-            frames = torch.cat(
-                [gen(c.to(device)).clamp(-1, 1).cpu() for c in path.flatten(0, 1).split(64)]
-            )
+            y = None if labels is None else labels[:rows].repeat_interleave(args.interpolate)
+            frames = run(path.flatten(0, 1), y)
             save_grid(frames, out / "interpolation.png", args.interpolate)
     print(f"wrote {args.num} samples to {out}")
     return 0

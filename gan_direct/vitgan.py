@@ -1,5 +1,7 @@
-"""A ViTGAN-style generator (spec ``adatgan.md`` §13.8, ``taming_and_vitgan.md`` B.4.3-B.4.5):
-the thesis's comparison point for the AdatGAN generator's cost.
+"""ViTGAN (spec ``taming_and_vitgan.md`` part B; ``adatgan.md`` §13.8 compares its generator's
+cost with AdatGAN's): a generator and a ViT discriminator.
+
+Generator:
 
 w = mapping MLP(z); tokens start as a Fourier embedding of the ``tokens x tokens`` grid
 coordinates; each block is ``h = h + MSA(SLN(h, w)); h = h + MLP(SLN(h, w))`` with dot-product
@@ -7,6 +9,11 @@ attention and a SiLU MLP; a final SLN gives one embedding per token, from which 
 neural representation paints the token's ``P x P`` pixel patch: Fourier features of the pixel
 coordinates inside the patch go through 1x1 layers modulated (and demodulated) by the token
 embedding, then a modulated ToRGB. No tanh: images are unbounded, as our AdatGAN generator's.
+
+Discriminator (B.3, B.8): overlapping patches (a conv of kernel ``P + 2o``, stride ``P``, so the
+token grid is unchanged), a class token and learned positions, pre-norm blocks of L2 attention
+with tied W_q = W_k and a GELU MLP, every Linear under improved spectral normalisation (ISN:
+``sigma(W_init) W / sigma(W)``), and a linear head on the class token.
 """
 
 from __future__ import annotations
@@ -19,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.attention import build_attention
-from shared.gan_blocks import SelfModulatedLayerNorm
+from shared.attention import L2Attention, build_attention
+from shared.gan_blocks import Projection, SelfModulatedLayerNorm, spectral_norm
 from shared.pretrained import Pretrained
 
 
@@ -94,11 +101,13 @@ class ViTGANGenerator(Pretrained):
     Keyword arguments are the fields of :class:`ViTGANSpec`."""
 
     model_type = "vitgan-generator"
+    spec_class = ViTGANSpec
 
     def __init__(self, **kwargs):
         super().__init__()
         spec = ViTGANSpec(**kwargs)
         self.spec, self.config = spec, dataclasses.asdict(spec)
+        self.z_dim, self.num_classes = spec.z_dim, 0
         layers = []
         for i in range(spec.mapping_layers):
             layers += [nn.Linear(spec.z_dim if i == 0 else spec.dim, spec.dim), nn.LeakyReLU(0.2)]
@@ -135,3 +144,72 @@ class ViTGANGenerator(Pretrained):
         b, t = z.shape[0], s.tokens
         x = x.view(b, t, t, p, p, s.channels).permute(0, 5, 1, 3, 2, 4)
         return x.reshape(b, s.channels, s.resolution, s.resolution)
+
+
+@dataclass
+class ViTDiscriminatorSpec:
+    resolution: int = 32
+    channels: int = 3
+    dim: int = 384
+    depth: int = 4
+    heads: int = 6
+    mlp_dim: int = 1536
+    tokens: int = 8  # token grid side; patches are resolution/tokens pixels
+    overlap: int = -1  # pixels added on each side of a patch (-1: half a patch)
+    isn: bool = True  # improved spectral normalisation on every Linear
+    num_classes: int = 0  # > 0: projection term on the class token
+
+    def __post_init__(self):
+        if self.resolution % self.tokens:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of {self.tokens}")
+
+
+class ViTDiscriminatorBlock(nn.Module):
+    """``x + L2Attn(LN(x))`` then ``+ MLP(LN(.))``; ``x (B, N, dim)``."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = L2Attention(dim, heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViTDiscriminator(Pretrained):
+    """``forward(images (B, channels, R, R), labels=None) -> logits (B, 1)``.
+    Keyword arguments are the fields of :class:`ViTDiscriminatorSpec`."""
+
+    model_type = "vitgan-discriminator"
+    spec_class = ViTDiscriminatorSpec
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        spec = ViTDiscriminatorSpec(**kwargs)
+        self.spec, self.config = spec, dataclasses.asdict(spec)
+        self.num_classes = spec.num_classes
+        p = spec.resolution // spec.tokens
+        o = p // 2 if spec.overlap < 0 else spec.overlap
+        self.patchify = nn.Conv2d(spec.channels, spec.dim, p + 2 * o, stride=p, padding=o)
+        self.cls = nn.Parameter(torch.zeros(1, 1, spec.dim))
+        self.pos = nn.Parameter(torch.randn(1, spec.tokens**2 + 1, spec.dim) * 0.02)
+        self.blocks = nn.Sequential(
+            *(ViTDiscriminatorBlock(spec.dim, spec.heads, spec.mlp_dim) for _ in range(spec.depth))
+        )
+        self.norm = nn.LayerNorm(spec.dim)
+        self.head = nn.Linear(spec.dim, 1)
+        self.project = Projection(spec.num_classes, spec.dim) if spec.num_classes else None
+        if spec.isn:
+            for block in self.blocks:
+                for m in list(block.modules()):
+                    if isinstance(m, nn.Linear):
+                        spectral_norm(m, improved=True)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.patchify(images).flatten(2).transpose(1, 2)  # (B, N, dim)
+        x = torch.cat([self.cls.expand(len(x), -1, -1), x], 1) + self.pos
+        h = self.norm(self.blocks(x))[:, 0]
+        out = self.head(h)
+        return out if self.project is None else out + self.project(h, labels)

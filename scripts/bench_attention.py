@@ -32,12 +32,13 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from shared.attention import ATTENTION_KINDS, build_attention
+from shared.attention import build_attention
 from stage1_vqgan.benchmark import PeakMemory
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TOKENS = (256, 1024, 4096, 16384)
+KINDS = ("additive", "fastformer", "linformer", "swin", "dot")  # the thesis's comparison
 VARIANTS = {"additive": ("additive", False), "dot": ("dot", False), "dot_map": ("dot", True)}
 
 
@@ -143,7 +144,7 @@ def attention_row(n: int, args) -> dict:
         "grid": f"{h}x{w}",
         **rows,
         "dot/additive": ratios,
-        "gmacs_per_image": {k: round(macs_per_image(k, n, args) / 1e9, 4) for k in ATTENTION_KINDS},
+        "gmacs_per_image": {k: round(macs_per_image(k, n, args) / 1e9, 4) for k in KINDS},
         "dot_map_gib": round(map_gib(n, args), 2),
     }
     print(json.dumps(row), flush=True)
@@ -165,14 +166,11 @@ def attention_section(args) -> None:
 
 
 def generators() -> dict[str, torch.nn.Module]:
-    from gan_direct.adatgan import AdatGenerator
-    from gan_direct.config import AdatGANConfig
+    from gan_direct.train import preset_networks
     from gan_direct.vitgan import ViTGANGenerator
-    from shared.config import build_config, read_preset
 
-    cfg = build_config(AdatGANConfig, read_preset("adatgan-celeba64", "gan_direct"))
     torch.manual_seed(0)
-    return {"adatgan": AdatGenerator(**vars(cfg.generator)), "vitgan": ViTGANGenerator()}
+    return {"adatgan": preset_networks("adatgan-celeba64")[1], "vitgan": ViTGANGenerator()}
 
 
 def generator_row(name: str, net: torch.nn.Module, args) -> dict:

@@ -11,6 +11,7 @@ kind              class                                  maps
 ``linformer``     :class:`LinformerAttention` (k = 64)   ``(B, heads, N, k)``, O(N k)
 ``swin``          :class:`SwinWindowAttention` (8x8)     ``(B, heads, windows, M*M, M*M)``
 ``dot``           :class:`DotProductAttention`           ``(B, heads, N, N)``, O(N^2)
+``l2``            :class:`L2Attention` (tied W_q = W_k)  ``(B, heads, N, N)``, O(N^2)
 ================  =====================================  =======================================
 
 Every map is a softmax, so it sums to 1 over its last axis. The dot-product kinds run
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTENTION_KINDS = ("additive", "fastformer", "linformer", "swin", "dot")
+ATTENTION_KINDS = ("additive", "fastformer", "linformer", "swin", "dot", "l2")
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -152,6 +153,29 @@ class DotProductAttention(_Attention):
         return (y, maps) if return_maps else y
 
 
+class L2Attention(nn.Module):
+    """Multi-head L2 attention with tied query/key weights (Kim et al. 2021; ViTGAN's
+    discriminator, spec taming_and_vitgan B.3.2): ``softmax(-||x W_q - x W_q||^2 / sqrt(d)) x W_v``,
+    so nearer tokens get more weight and the map is Lipschitz, unlike dot-product attention."""
+
+    def __init__(self, dim: int, heads: int = 4):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False)  # also the keys: W_k = W_q
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_maps: bool = False) -> Output:
+        """x (B, N, C) -> y (B, N, C), or (y, maps (B, heads, N, N))."""
+        q, v = _split(self.to_q(x), self.heads), _split(self.to_v(x), self.heads)
+        logits = -torch.cdist(q, q).square() / math.sqrt(q.shape[-1])
+        maps = torch.softmax(logits.float(), dim=-1).to(v.dtype)
+        y = self.to_out(_merge(maps @ v))
+        return (y, maps) if return_maps else y
+
+
 class LinformerAttention(_Attention):
     """Linformer (Wang et al. 2020; thesis eq. 3.38, k = 64): each head's keys and values are
     projected along the sequence by learned E_h, F_h (k x seq_len), then softmax attention:
@@ -260,6 +284,7 @@ _CLASSES = {
     "linformer": LinformerAttention,
     "swin": SwinWindowAttention,
     "dot": DotProductAttention,
+    "l2": L2Attention,
 }
 
 

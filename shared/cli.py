@@ -15,6 +15,7 @@ COMMANDS = {
     "vqgan": ("stage1_vqgan.cli", "tokenizer: train | reconstruct | encode | decode"),
     "prior": ("stage2_prior.cli", "GPT prior over codes: train | nll | sample"),
     "gan": ("gan_direct.cli", "pixel AdatGAN: train | sample"),
+    "segment": ("segmentation.cli", "U-Net semantic segmentation: train | predict"),
     "clip": ("stage2_prior.clip_cli", "text to image: optimise a tokenizer latent with CLIP"),
     "demo": ("stage1_vqgan.demo", "train a tiny tokenizer on builtin:shapes and report on it"),
     "info": ("shared.info", "parameters and MACs of the networks of any preset"),

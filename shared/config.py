@@ -29,9 +29,8 @@ def choice(default: str, *choices: str) -> Any:
 
 @dataclass
 class DataConfig:
-    source: str = (
-        "builtin:shapes"  # folder, or builtin:shapes | builtin:fashion-mnist | builtin:photos
-    )
+    # a folder, or builtin:shapes | fashion-mnist | photos | swissroll | gaussians (2-D points)
+    source: str = "builtin:shapes"
     resolution: int = 64
     crop: str = choice("random", "center")
     flip: bool = True

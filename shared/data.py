@@ -21,10 +21,17 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from shared.config import DataConfig
+from shared.points import POINT_SOURCES, PointDataset
 from shared.shapes import SHAPE_NAMES, render_shapes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-BUILTINS = ("builtin:shapes", "builtin:fashion-mnist", "builtin:photos")
+BUILTINS = (
+    "builtin:shapes",
+    "builtin:fashion-mnist",
+    "builtin:photos",
+    "builtin:swissroll",
+    "builtin:gaussians",
+)
 SPLITS = ("train", "val", "all")
 
 SHAPES_LENGTHS = {"train": 10000, "val": 256}
@@ -52,7 +59,8 @@ class DataError(ValueError):
 
 def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> ImageDataset:
     """The dataset described by ``cfg`` for ``split`` ("train", "val" or "all"); ``seed`` drives
-    the augmentation (random crop, flip). Raises :class:`DataError` on user mistakes."""
+    the augmentation (random crop, flip). The 2-D toy sources give a :class:`PointDataset`
+    instead. Raises :class:`DataError` on user mistakes."""
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     if cfg.channels not in (1, 3):
@@ -70,6 +78,8 @@ def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> Image
             "builtin:fashion-mnist": FashionMNISTDataset,
             "builtin:photos": PhotoDataset,
         }
+        if source in POINT_SOURCES:
+            return PointDataset(source, split)
         if source not in builders:
             raise DataError(f"unknown dataset '{source}'; builtins: {', '.join(BUILTINS)}")
         return builders[source](cfg, split, seed)

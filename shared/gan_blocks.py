@@ -181,3 +181,60 @@ class AdatBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (SAGAN/BigGAN's conditional BN):
+    ``x (B, C, H, W)``, ``labels (B,)`` long -> ``(1 + gamma[y]) * BN(x) + beta[y]``; without
+    classes (``num_classes=0``) it is a plain affine BatchNorm."""
+
+    def __init__(self, channels: int, num_classes: int = 0):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=not num_classes)
+        self.embed = nn.Embedding(num_classes, 2 * channels) if num_classes else None
+        if self.embed is not None:
+            nn.init.zeros_(self.embed.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm(x)
+        if self.embed is None:
+            return x
+        gamma, beta = self.embed(labels)[:, :, None, None].chunk(2, dim=1)
+        return (1 + gamma) * x + beta
+
+
+class Projection(nn.Module):
+    """The class term of a projection discriminator (Miyato & Koyama 2018):
+    ``features (B, dim)``, ``labels (B,)`` -> ``(B, 1)`` = ``<embed(y), features>``; added to the
+    unconditional logit ``psi(features)``."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, dim)
+        nn.init.normal_(self.embed.weight, std=dim**-0.5)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (self.embed(labels) * features).sum(1, keepdim=True)
+
+
+class _Scale(nn.Module):
+    def __init__(self, scale: float):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.scale
+
+
+def spectral_norm(module: nn.Module, improved: bool = False) -> nn.Module:
+    """Spectral normalisation of ``module.weight`` (one power iteration per training forward):
+    ``W / sigma(W)``; ``improved`` is ViTGAN's ISN, ``sigma(W_init) * W / sigma(W)``, which keeps
+    each layer's initial scale. Adds no trainable parameters."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+    sigma = torch.linalg.matrix_norm(module.weight.detach().flatten(1), 2) if improved else None
+    module = _sn(module)
+    if improved:
+        parametrize.register_parametrization(module, "weight", _Scale(sigma))
+    return module

@@ -1,7 +1,8 @@
 """Adversarial losses on discriminator logits (any shape; patch maps are averaged).
 
-``kind``: ``hinge`` (D: hinge, G: -D), ``vanilla`` (D: softplus/BCE, G: -D, as taming does) or
-``non_saturating`` (D: softplus/BCE, G: softplus(-D)). Regularisers: :func:`r1_penalty`,
+``kind``: ``hinge`` (D: hinge, G: -D), ``vanilla`` (D: softplus/BCE, G: -D, as taming does),
+``non_saturating`` (D: softplus/BCE, G: softplus(-D)) or ``wgan`` (critic: D(fake) - D(real),
+G: -D). Regularisers: :func:`r1_penalty`, :func:`gradient_penalty` (WGAN-GP),
 :func:`bcr_penalty` and :class:`LeCam`."""
 
 from __future__ import annotations
@@ -10,20 +11,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GAN_LOSSES = ("hinge", "vanilla", "non_saturating")
+GAN_LOSSES = ("hinge", "vanilla", "non_saturating", "wgan")
 
 
-def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """0.5 * (loss on real logits + loss on fake logits)."""
+def bce_with_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Mean binary cross-entropy of sigmoid(logits) against a constant ``target`` in [0, 1]:
+    ``t * softplus(-x) + (1 - t) * softplus(x)`` (``t < 1`` on reals: label smoothing)."""
+    return (target * F.softplus(-logits) + (1 - target) * F.softplus(logits)).mean()
+
+
+def discriminator_loss(
+    kind: str,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    real_label: float = 1.0,
+    fake_label: float = 0.0,
+) -> torch.Tensor:
+    """0.5 * (loss on real logits + loss on fake logits); for ``wgan`` the critic loss
+    ``E[D(fake)] - E[D(real)]``. ``real_label``/``fake_label`` are the BCE targets of the
+    non-saturating and vanilla losses (0.9 / 0.1: label smoothing)."""
     if kind == "hinge":
         return 0.5 * (F.relu(1 - real).mean() + F.relu(1 + fake).mean())
     if kind in ("vanilla", "non_saturating"):
-        return 0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean())
+        return 0.5 * (bce_with_logits(real, real_label) + bce_with_logits(fake, fake_label))
+    if kind == "wgan":
+        return fake.mean() - real.mean()
     raise ValueError(f"unknown GAN loss '{kind}'; choose one of {', '.join(GAN_LOSSES)}")
 
 
 def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
-    if kind in ("hinge", "vanilla"):
+    if kind in ("hinge", "vanilla", "wgan"):
         return -fake.mean()
     if kind == "non_saturating":
         return F.softplus(-fake).mean()
@@ -81,3 +98,13 @@ def bcr_penalty(
     real_term = (real.float() - real_augmented.float()).square().mean()
     fake_term = (fake.float() - fake_augmented.float()).square().mean()
     return real_weight * real_term + fake_weight * fake_term
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *args) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): ``E[(||grad D(x_hat)||_2 - 1)^2]`` at random points
+    ``x_hat = e x + (1 - e) G(z)``, ``e ~ U[0, 1]`` per sample. ``critic(x_hat, *args)``; ``fake``
+    is detached here. The graph is kept, so the penalty trains D (weight 10 in the paper)."""
+    e = torch.rand(len(real), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    x_hat = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat, *args).sum(), x_hat, create_graph=True)
+    return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()

@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from shared.cli import run_main
 from shared.config import ConfigError, build_config, preset_names, read_preset
 
-PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct")
+PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct", "segmentation")
 # prior presets are costed unconditional, over a 16x16 grid (unless the preset sets a window) of
 # 1024 codes of width 256 (those of vqgan-f16-1024)
 PRIOR_CODES = 1024
@@ -31,8 +31,13 @@ Networks = dict[str, tuple[nn.Module, tuple]]
 
 def cost(net: nn.Module, *inputs) -> dict[str, int]:
     """``{"params": number of parameters, "macs": multiply-accumulates of net(*inputs)}``."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net.eval()(*inputs)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused encoder path escapes the counter
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net.eval()(*inputs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     params = sum(p.numel() for p in net.parameters())
     return {"params": params, "macs": counter.get_total_flops() // 2}
 
@@ -86,25 +91,35 @@ def _prior(name: str) -> Networks:
 
 
 def _gan(name: str) -> Networks:
-    config = importlib.import_module("gan_direct.config")
-    adatgan = importlib.import_module("gan_direct.adatgan")
-    cfg = build_config(config.AdatGANConfig, read_preset(name, "gan_direct"))
-    g, d = cfg.generator, cfg.discriminator
-    gen = adatgan.AdatGenerator(**vars(g))
-    labels = torch.zeros(1, dtype=torch.long) if g.num_classes else None
+    train = importlib.import_module("gan_direct.train")
+    cfg, gen, disc = train.preset_networks(name)
+    labels = torch.zeros(1, dtype=torch.long) if gen.num_classes else None
+    extra = (labels,) if labels is not None else ()
+    sample = torch.randn(1, *train.data_shape(cfg.data))
     return {
-        "generator": (gen, (torch.randn(1, g.z_dim), labels)),
-        "discriminator": (
-            adatgan.AdatDiscriminator(**vars(d)),
-            (torch.randn(1, 3, d.resolution, d.resolution),),
-        ),
+        "generator": (gen, (torch.randn(1, gen.z_dim), *extra)),
+        "discriminator": (disc, (sample, *extra)),
     }
+
+
+def _unet(name: str) -> Networks:
+    config = importlib.import_module("segmentation.config")
+    cfg = build_config(config.SegmentationConfig, read_preset(name, "segmentation"))
+    m, res = cfg.model, cfg.data.resolution
+    # num_classes 0 = from the data: known for builtin:shapes, else costed with one class
+    shapes = importlib.import_module("shared.data").ShapesDataset.num_mask_classes
+    classes = m.num_classes or (shapes if cfg.data.source == "builtin:shapes" else 1)
+    net = importlib.import_module("segmentation.unet").UNet(
+        cfg.data.channels, classes, m.base_channels, m.levels
+    )
+    return {"unet": (net, (torch.randn(1, cfg.data.channels, res, res),))}
 
 
 BUILDERS: dict[str, Callable[[str], Networks]] = {
     "stage1_vqgan": _vqgan,
     "stage2_prior": _prior,
     "gan_direct": _gan,
+    "segmentation": _unet,
 }
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from gan_direct.adatgan import AdatDiscriminator, AdatGenerator
-from gan_direct.config import AdatGANConfig
-from shared.config import build_config, preset_names, read_preset
+from gan_direct.train import preset_networks
+from shared.config import preset_names
 from shared.info import cost
 
 PRESETS = ["adatgan-cifar10", "adatgan-cifar10-lee", "adatgan-celeba64"]
@@ -13,7 +13,8 @@ PRESETS += ["adatgan-lsun128", "adatgan-ffhq128", "adatgan-tiny"]
 
 
 def preset(name):
-    return build_config(AdatGANConfig, read_preset(name, "gan_direct"))
+    """(config, generator, discriminator) of an AdatGAN preset."""
+    return preset_networks(name)
 
 
 def test_every_adatgan_preset_is_listed():
@@ -23,13 +24,13 @@ def test_every_adatgan_preset_is_listed():
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_trains_one_step(name):
     torch.manual_seed(0)
-    cfg = preset(name)
-    g = AdatGenerator(**vars(cfg.generator))
-    d = AdatDiscriminator(**vars(cfg.discriminator))
-    batch = 2 if cfg.generator.resolution <= 64 else 1
-    images = g(torch.randn(batch, cfg.generator.z_dim))
-    res = cfg.data.resolution
-    assert images.shape == (batch, 3, res, res) == (batch, 3, cfg.discriminator.resolution, res)
+    cfg, g, d = preset(name)
+    assert isinstance(g, AdatGenerator) and isinstance(d, AdatDiscriminator)
+    batch = 2 if cfg.data.resolution <= 64 else 1
+    images = g(torch.randn(batch, g.z_dim))
+    res, channels = cfg.data.resolution, cfg.data.channels
+    assert images.shape == (batch, channels, res, res)
+    assert cfg.discriminator["resolution"] == cfg.generator["resolution"] == res
     d.train(batch > 1)  # BatchNorm needs more than one value per channel in training mode
     logits = d(images)
     assert logits.shape[0] == batch and torch.isfinite(logits).all()
@@ -55,16 +56,17 @@ DISCRIMINATOR_COST = [
 
 @pytest.mark.parametrize(("name", "params", "macs"), GENERATOR_COST)
 def test_generator_cost_matches_thesis(name, params, macs):
-    g = preset(name).generator
-    got = cost(AdatGenerator(**vars(g)), torch.randn(1, g.z_dim))
+    _, g, _ = preset(name)
+    got = cost(g, torch.randn(1, g.z_dim))
     assert got["params"] == pytest.approx(params, rel=0.03)
     assert got["macs"] == pytest.approx(macs, rel=0.03)
 
 
 @pytest.mark.parametrize(("name", "params", "macs"), DISCRIMINATOR_COST)
 def test_discriminator_cost_matches_spec(name, params, macs):
-    d = preset(name).discriminator
-    got = cost(AdatDiscriminator(**vars(d)), torch.randn(1, 3, d.resolution, d.resolution))
+    cfg, _, d = preset(name)
+    res = cfg.data.resolution
+    got = cost(d, torch.randn(1, 3, res, res))
     assert got["params"] == pytest.approx(params, rel=0.03)
     assert got["macs"] == pytest.approx(macs, rel=0.03)
 
@@ -97,4 +99,4 @@ def test_bad_shapes_are_rejected():
     with pytest.raises(ValueError, match="multiple of 32"):
         AdatGenerator(resolution=48)
     with pytest.raises(ValueError, match="not 16px"):
-        AdatDiscriminator(resolution=64, channels=[128, 256])
+        AdatDiscriminator(resolution=64, stem=[128, 256])

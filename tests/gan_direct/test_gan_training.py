@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_direct.adatgan import AdatGenerator
 from gan_direct.cli import main, slerp, truncated_noise
+from gan_direct.registry import build
 from gan_direct.train import EVAL_SEED, distance, generate
 from shared.config import build_config, read_preset
 from shared.data import build_dataset
@@ -38,13 +38,13 @@ def run(tmp_path_factory):
 
 
 def test_training_moves_the_generator_toward_the_data(run):
-    from gan_direct.config import AdatGANConfig
+    from gan_direct.config import GANConfig
 
-    cfg = build_config(AdatGANConfig, read_preset(str(run / "config.yaml"), "gan_direct"))
+    cfg = build_config(GANConfig, read_preset(str(run / "config.yaml"), "gan_direct"))
     val = build_dataset(cfg.data, "val", seed=cfg.train.seed)
     real = torch.stack([val[i]["image"] for i in range(EVAL_IMAGES)])
     torch.manual_seed(cfg.train.seed)
-    untrained = AdatGenerator(**vars(cfg.generator)).eval()  # as at step 0
+    untrained = build("generator", cfg.generator).eval()  # as at step 0
     name, start = distance(real, generate(untrained, EVAL_IMAGES, EVAL_SEED, "cpu"))
     end = [r[f"val/{name}"] for r in read_metrics(run) if f"val/{name}" in r][-1]
     print(f"{name}: step 0 {start:.1f} -> step {STEPS} {end:.1f}")
@@ -58,7 +58,7 @@ def test_gradient_norms_are_logged_and_plotted(run):
     assert Image.open(run / "grad_norms.png").size[0] > 100
     assert (run / "model" / "generator" / "model.safetensors").is_file()
     meta = json.loads((run / "model" / "discriminator" / "config.json").read_text())
-    assert meta["config"]["in_channels"] == 1
+    assert meta["config"]["channels"] == 1
 
 
 def test_resume_continues_from_the_last_checkpoint(run, tmp_path, capsys):
@@ -92,7 +92,7 @@ def test_sample_writes_grids_attention_maps_and_interpolations(run, tmp_path, ca
     "argv, message",
     [
         (["sample", "--checkpoint", "{tmp}/nope", "--output", "{tmp}/o"], "not found"),
-        (["sample", "--checkpoint", "{tmp}", "--output", "{tmp}/o"], "no exported AdatGAN"),
+        (["sample", "--checkpoint", "{tmp}", "--output", "{tmp}/o"], "no exported generator"),
         (["sample", "--checkpoint", "{run}", "--num", "0", "--output", "{tmp}/o"], "--num"),
         (["sample", "--checkpoint", "{run}", "--interpolate", "1", "--output", "{tmp}/o"], "2"),
         (["train", "--config", "adatgan-tiny", "--output", "{run}"], "exists"),

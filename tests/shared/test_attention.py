@@ -22,6 +22,7 @@ VARIANTS = [  # (kind, extra kwargs)
     ("swin", {}),
     ("swin", {"shift": True}),
     ("dot", {}),
+    ("l2", {}),
 ]
 MAP_SHAPES = {
     "additive": (2, HEADS, 256),
@@ -29,6 +30,7 @@ MAP_SHAPES = {
     "linformer": (2, HEADS, 256, 64),
     "swin": (2, HEADS, 4, 64, 64),
     "dot": (2, HEADS, 256, 256),
+    "l2": (2, HEADS, 256, 256),
 }
 
 
