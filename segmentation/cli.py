@@ -1,0 +1,184 @@
+"""``twostage segment``: train a U-Net on images with masks; predict label maps for images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.config import build_config
+from shared.data import DataError
+
+PREVIEW_DIR = "preview"
+
+
+def build_parser(prog: str = "twostage segment") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    t = sub.add_parser("train", help="train a U-Net on --data with masks")
+    add_training_flags(t)
+    t.add_argument("--masks", help="mask folder parallel to the --data folder (data.masks)")
+
+    s = sub.add_parser("predict", help="write a label map (PNG of class ids) for every image")
+    s.add_argument("--checkpoint", required=True, help="run folder or exported model folder")
+    s.add_argument("--input", required=True, help="an image or a folder of images (recursive)")
+    s.add_argument("--output", required=True, help="folder for the label maps")
+    s.add_argument("--masks", help="true masks parallel to --input: also print mIoU / accuracy")
+    s.add_argument("--batch-size", type=int, default=8, help="images of one size per forward")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    s.add_argument("--overwrite", action="store_true", help="replace existing files")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "twostage segment") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    return {"train": cmd_train, "predict": cmd_predict}[args.action](args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from segmentation.config import SegmentationConfig
+    from segmentation.train import train
+
+    masks = [f"data.masks={args.masks}"] if args.masks else []
+    cfg = build_config(
+        SegmentationConfig,
+        base_config(args, "segmentation"),
+        overrides=masks + training_overrides(args),
+    )
+    out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
+    if PartialState().is_main_process:
+        print(f"run written to {out} (exported U-Net in {out / 'model' / 'unet'})")
+    return 0
+
+
+def mask_index(folder: Path) -> dict[str, Path]:
+    """Mask files under ``folder`` by relative path without suffix (``a/b`` for ``a/b.png``)."""
+    from shared.data import list_images
+
+    if not folder.is_dir():
+        raise DataError(f"mask folder not found: {folder}")
+    index: dict[str, Path] = {}
+    for path in list_images(folder):
+        index.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
+    return index
+
+
+def match_masks(rels: dict[Path, Path], folder: Path, num_classes: int) -> dict[Path, torch.Tensor]:
+    """The true mask (H,W) long of every image (``rels``: path -> path relative to --input),
+    read and checked (size, ids < ``num_classes``) before anything is written."""
+    from shared.data import read_mask
+
+    index, truth = mask_index(folder), {}
+    for path, rel in rels.items():
+        key = rel.with_suffix("").as_posix()
+        if key not in index:
+            raise DataError(f"no mask for {path} in {folder} (expected {key}.png)")
+        mask = np.asarray(read_mask(index[key])).astype(np.int64)
+        size = image_size(path)
+        if (mask.shape[1], mask.shape[0]) != size:
+            raise DataError(
+                f"mask {index[key]} is {mask.shape[1]}x{mask.shape[0]}, image {path} "
+                f"is {size[0]}x{size[1]}"
+            )
+        if int(mask.max(initial=0)) >= num_classes:
+            raise DataError(
+                f"mask {index[key]} holds id {int(mask.max())}; the model has {num_classes} classes"
+            )
+        truth[path] = torch.from_numpy(mask)
+    return truth
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file as :func:`shared.data.load_image` returns it (EXIF
+    rotations by 90 degrees swap them), from the header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except Exception as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _batches(
+    paths: list[Path], channels: int, batch_size: int
+) -> Iterator[tuple[list[Path], torch.Tensor]]:
+    """Consecutive images of one size: (paths, (B,C,H,W) in [-1,1]), normalised as in
+    training (uint8 / 127.5 - 1)."""
+    from shared.data import load_image
+    from shared.images import from_uint8
+
+    batch_paths: list[Path] = []
+    batch: list[torch.Tensor] = []
+    for path in paths:
+        x = from_uint8(np.asarray(load_image(path, channels)))
+        if batch and (x.shape != batch[0].shape or len(batch) == batch_size):
+            yield batch_paths, torch.stack(batch)
+            batch_paths, batch = [], []
+        batch_paths.append(path)
+        batch.append(x)
+    if batch:
+        yield batch_paths, torch.stack(batch)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from segmentation.train import load_unet
+    from shared.data import list_images
+    from shared.images import save_png
+    from stage1_vqgan.segmentation import colorize_mask, confusion_matrix, segmentation_scores
+
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1")
+    src, out = Path(args.input), Path(args.output)
+    if not src.exists():
+        raise DataError(f"input not found: {src}")
+    paths = list_images(src) if src.is_dir() else [src]
+    if not paths:
+        raise DataError(f"no images in {src}")
+    rels = {p: p.relative_to(src) if src.is_dir() else Path(p.name) for p in paths}
+    labels = {p: out / r.with_suffix(".png") for p, r in rels.items()}
+    previews = {p: out / PREVIEW_DIR / r.with_suffix(".png") for p, r in rels.items()}
+    targets = [*labels.values(), *previews.values()]
+    if len(set(targets)) < len(targets):
+        raise DataError(
+            f"two outputs of {src} would share a name (images differing only by extension, or "
+            f"a '{PREVIEW_DIR}' sub-folder); rename them"
+        )
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    device = pick_device(args.device)
+    net = load_unet(args.checkpoint).to(device)
+    n = net.num_classes
+    if n > 256:
+        raise DataError(f"the model has {n} classes; label maps hold at most 256 (8 bit)")
+    truth = match_masks(rels, Path(args.masks), n) if args.masks else {}
+    confusion = torch.zeros(n, n, dtype=torch.long)
+    for batch_paths, x in _batches(paths, net.config["in_channels"], args.batch_size):
+        pred = net.predict(x.to(device)).cpu()
+        for path, ids in zip(batch_paths, pred, strict=True):
+            labels[path].parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(ids.numpy().astype(np.uint8)).save(labels[path])
+            save_png(colorize_mask(ids[None])[0], previews[path])
+            if path in truth:
+                confusion += confusion_matrix(ids, truth[path], n)
+    print(f"wrote {len(paths)} label maps to {out} (colour previews in {out / PREVIEW_DIR})")
+    if truth:
+        print(json.dumps({"images": len(truth), **segmentation_scores(confusion)}))
+    return 0
