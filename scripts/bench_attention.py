@@ -173,28 +173,6 @@ def generators() -> dict[str, torch.nn.Module]:
     return {"adatgan": preset_networks("adatgan-celeba64")[1], "vitgan": ViTGANGenerator()}
 
 
-def generator_row(name: str, net: torch.nn.Module, args) -> dict:
-    """Parameters, MACs per image and forward images/s of one generator."""
-    from torch.utils import benchmark
-
-    from shared.info import cost
-
-    z_dim = net.config["z_dim"]
-    row = {"generator": name, **cost(net, torch.randn(1, z_dim))}
-    net = net.to(args.device)
-    z = torch.randn(args.gen_batch, z_dim, device=args.device)
-
-    def forward():
-        with torch.inference_mode(), _autocast(args.device):
-            return net(z)
-
-    timer = benchmark.Timer("fn()", globals={"fn": forward}, num_threads=torch.get_num_threads())
-    seconds = timer.blocked_autorange(min_run_time=args.min_time).median
-    row |= {"gmacs": round(row.pop("macs") / 1e9, 3), "params_m": round(row.pop("params") / 1e6, 2)}
-    row["images_per_s"] = round(args.gen_batch / seconds, 2)
-    return row
-
-
 def generators_section(args) -> None:
     print(
         f"# generators at 64x64: forward images/s at batch {args.gen_batch} "
@@ -203,13 +181,18 @@ def generators_section(args) -> None:
         "adatgan/vitgan = ratio of AdatGAN's images/s to the baseline's",
         flush=True,
     )
-    rows = {name: generator_row(name, net, args) for name, net in generators().items()}
+    from bench_gans import generator_row  # this script's folder is on sys.path
+
+    rows = {
+        name: generator_row(name, net, args.gen_batch, args.device, args.min_time)
+        for name, net in generators().items()
+    }
     for row in rows.values():
         print(json.dumps(row), flush=True)
     a, v = rows["adatgan"], rows["vitgan"]
     ratios = {
-        "vitgan/adatgan_macs": round(v["gmacs"] / a["gmacs"], 2),
-        "adatgan/vitgan_images_per_s": round(a["images_per_s"] / v["images_per_s"], 2),
+        "vitgan/adatgan_macs": round(v["mmacs"] / a["mmacs"], 2),
+        "adatgan/vitgan_images_per_s": round(a["samples_per_s"] / v["samples_per_s"], 2),
     }
     print(json.dumps(ratios), flush=True)
 
