@@ -52,6 +52,8 @@ def generator_row(name: str, net: torch.nn.Module, batch: int, device: str, min_
         with torch.inference_mode(), autocast(device):
             return net(*x)
 
+    for _ in range(3):  # warm-up: kernel selection, allocator, thread pool
+        forward()
     timer = benchmark.Timer("fn()", globals={"fn": forward}, num_threads=torch.get_num_threads())
     seconds = timer.blocked_autorange(min_run_time=min_time).median
     row["samples_per_s"] = round(batch / seconds, 1)
