@@ -14,10 +14,10 @@ from pathlib import Path
 COMMANDS = {
     "vqgan": ("stage1_vqgan.cli", "tokenizer: train | reconstruct | encode | decode"),
     "prior": ("stage2_prior.cli", "GPT prior over codes: train | nll | sample"),
-    "gan": ("gan_direct.cli", "pixel AdatGAN: train | sample"),
+    "gan": ("gan_direct.cli", "one-stage pixel GANs: train | sample"),
     "segment": ("segmentation.cli", "U-Net semantic segmentation: train | predict"),
     "clip": ("stage2_prior.clip_cli", "text to image: optimise a tokenizer latent with CLIP"),
-    "demo": ("stage1_vqgan.demo", "train a tiny tokenizer on builtin:shapes and report on it"),
+    "demo": ("twostage_demo.demo", "the whole pipeline on builtin:shapes, shown in index.html"),
     "info": ("shared.info", "parameters and MACs of the networks of any preset"),
 }
 

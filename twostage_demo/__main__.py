@@ -1,0 +1,5 @@
+import sys
+
+from twostage_demo.demo import main
+
+sys.exit(main(prog="python -m twostage_demo"))

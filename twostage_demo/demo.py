@@ -1,0 +1,183 @@
+"""``twostage demo``: the whole pipeline on ``builtin:shapes``, from nothing to ``index.html``.
+
+Trains the tokenizer, a tokenizer of segmentation maps, a class-conditional GPT prior, a
+segmentation-conditional GPT prior and an AdatGAN prior; samples a grid per class from both
+class-conditional priors; paints a wide image (4x the training area) from a generated
+segmentation map by sliding-window sampling; runs CLIP guidance when CLIP weights are on disk;
+benchmarks the tokenizer; and writes ``index.html`` with every picture and the command that
+made it. ``--tiny``: the same in about 2 minutes; default: about 15 minutes on 2 CPU cores;
+``--scale base --device cuda``: 64 px and many more steps, for a GPU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shared.cli import run_main
+from shared.run import RunError, read_metrics
+from twostage_demo.pipeline import CLIP_PROMPT, SCALES, WIDE_TILES, Step, plan
+
+MARKER = "demo.json"  # what makes a folder a demo folder (the plan, the timings, the figures)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--output", default="runs/demo", help="folder for the demo's results")
+    p.add_argument("--scale", choices=list(SCALES), default="default", help="size of the run")
+    p.add_argument("--tiny", action="store_const", const="tiny", dest="scale", help="--scale tiny")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (sampling, metrics)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo folder")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "twostage demo") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    out = prepare_demo_dir(Path(args.output), args.overwrite).resolve()
+    scale = SCALES[args.scale]
+    from shared.data import ShapesDataset
+
+    names = ShapesDataset.class_names
+    steps = plan(scale, out, args.device, len(names))
+    record = {"scale": args.scale, "classes": names, "steps": {}, "figures": {}}
+    total = len(steps)
+    started = time.perf_counter()
+    for i, (key, step) in enumerate(steps.items(), 1):
+        title = step[0].title if isinstance(step, list) else step.title
+        print(f"\n[{i}/{total}] {title}", flush=True)
+        begun = time.perf_counter()
+        commands = STAGES.get(key, run_steps)(key, step, out, scale, record)
+        record["steps"][key] = {
+            "title": title,
+            "commands": commands,
+            "seconds": round(time.perf_counter() - begun, 1),
+        }
+        (out / MARKER).write_text(json.dumps(record, indent=2))
+    record["minutes"] = round((time.perf_counter() - started) / 60, 2)
+    (out / MARKER).write_text(json.dumps(record, indent=2))
+    from twostage_demo.report import write_index
+
+    index = write_index(out, record)
+    print(f"\ndemo done in {record['minutes']} min: open {index}")
+    return 0
+
+
+def prepare_demo_dir(out: Path, overwrite: bool) -> Path:
+    """An empty folder for the demo; an earlier demo is replaced only with ``overwrite``."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(f"{out} already exists; pass --overwrite to replace it")
+        if not (out / MARKER).is_file():
+            raise RunError(f"refusing to overwrite {out}: it is not a twostage demo folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run(step: Step, out: Path) -> str:
+    """Run one command in this process; its shell form for the report."""
+    from shared.cli import main as twostage
+
+    command = step.command(out)
+    print(f"$ {command}", flush=True)
+    if twostage(step.argv) != 0:
+        raise RunError(f"demo step '{step.key}' failed (see the error above)")
+    return command
+
+
+def run_steps(key: str, step: Step | list[Step], out: Path, scale, record: dict) -> list[str]:
+    steps = step if isinstance(step, list) else [step]
+    commands = [run(s, out) for s in steps]
+    if key.endswith("_samples"):  # one grid: a row per class
+        rows = [_pngs(out / key / f"class_{k}") for k in range(len(record["classes"]))]
+        _save_rows(rows, out / f"{key}.png")
+    elif key.endswith("prior") or key.endswith("tokenizer"):
+        record["figures"][key] = _last_eval(out / Path(step.argv[step.argv.index("--output") + 1]))
+    return commands
+
+
+def wide_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
+    """Generate the segmentation map (builtin:shapes layouts side by side), then sample."""
+    from shared.shapes import render_shapes
+    from stage1_vqgan.segmentation import colorize_mask
+
+    rng = np.random.default_rng(0)
+    tiles = [render_shapes(rng, scale.resolution)[1] for _ in range(WIDE_TILES)]
+    ids = np.concatenate(tiles, axis=1)
+    (out / "wide").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(ids).save(out / "wide" / "map.png")  # class ids: what --condition reads
+    colour = colorize_mask(torch.from_numpy(ids)[None])[0]
+    _save(colour, out / "wide_map.png")
+    commands = [run(step, out)]
+    shutil.copy(out / "wide" / "sample" / "sample_0000.png", out / "wide.png")
+    return commands
+
+
+def benchmark_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
+    commands = [run(step, out)]
+    results = json.loads((out / "benchmark" / "results.json").read_text())["tokenizers"][0]
+    numbers = {k: v for k, v in results.items() if isinstance(v, int | float)}
+    record["figures"]["benchmark"] = {**numbers, "unavailable": ", ".join(results["unavailable"])}
+    return commands
+
+
+def clip_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
+    """Only with CLIP weights on disk; otherwise the report says how to get them."""
+    from shared.weights import WeightsUnavailable, resolve
+    from stage2_prior.clip_model import DEFAULT
+
+    try:
+        resolve(f"clip:{DEFAULT}")
+    except WeightsUnavailable as e:
+        message = f"skipped: {e}"
+        print(message, flush=True)
+        record["figures"]["clip"] = {"skipped": message, "prompt": CLIP_PROMPT}
+        return [step.command(out)]
+    commands = [run(step, out)]
+    shutil.copy(out / "clip" / "final.png", out / "clip.png")
+    record["figures"]["clip"] = {"prompt": CLIP_PROMPT}
+    return commands
+
+
+STAGES = {"wide": wide_step, "benchmark": benchmark_step, "clip": clip_step}
+
+
+def _last_eval(run_dir: Path) -> dict:
+    evals = [r for r in read_metrics(run_dir) if any(k.startswith("val/") for k in r)]
+    return (
+        {k: v for k, v in evals[-1].items() if k == "step" or k.startswith("val/")} if evals else {}
+    )
+
+
+def _pngs(folder: Path) -> torch.Tensor:
+    """The sample PNGs of a folder as (N,3,H,W) in [-1,1]."""
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("sample_*.png"))]
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _save_rows(rows: list[torch.Tensor], path: Path) -> None:
+    from shared.images import save_grid
+
+    save_grid(torch.cat(rows), path, nrow=len(rows[0]))
+
+
+def _save(image: torch.Tensor, path: Path) -> None:
+    from shared.images import save_png
+
+    save_png(image, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
