@@ -31,7 +31,7 @@ class Scale:
 
 
 SCALES = {
-    # about 2 minutes on 2 CPU cores: every stage runs, the pictures are rough
+    # 1-2 minutes on 2 CPU cores: every stage runs, the pictures are rough
     "tiny": Scale(
         tokenizer_steps=100,
         seg_tokenizer_steps=50,
@@ -43,7 +43,7 @@ SCALES = {
         clip_steps=5,
         gpt=["model.n_layer=2", "model.n_embd=64"],
     ),
-    # about 13 minutes on 2 CPU cores
+    # about 14 minutes on 2 CPU cores
     "default": Scale(
         tokenizer_steps=1000,
         seg_tokenizer_steps=300,

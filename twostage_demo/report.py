@@ -18,18 +18,18 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 
 def _pictures(out: Path, key: str, record: dict) -> list[tuple[str, str, int]]:
     """(relative path, caption, display width) of the pictures of one stage that exist."""
-    runs = {
-        "tokenizer": "tokenizer",
-        "seg_tokenizer": "seg-tokenizer",
-        "class_prior": "prior-class",
-        "seg_prior": "prior-seg",
-        "adatgan_prior": "prior-adatgan",
+    runs = {  # run folder, what its last sample grid shows
+        "tokenizer": ("tokenizer", "images (top half) above their reconstructions"),
+        "seg_tokenizer": ("seg-tokenizer", "masks (top half) above their reconstructions"),
+        "class_prior": ("prior-class", "decoded training codes above samples of their classes"),
+        "seg_prior": ("prior-seg", "decoded training codes above samples of their maps"),
+        "adatgan_prior": ("prior-adatgan", "decoded training codes above samples of their classes"),
     }
     found = []
     if key in runs:
-        grids = sorted((out / runs[key] / "samples").glob("step_*.png"))
+        grids = sorted((out / runs[key][0] / "samples").glob("step_*.png"))
         if grids:
-            found.append((grids[-1], "last training sample grid", 512))
+            found.append((grids[-1], runs[key][1], 384))
     names = ", ".join(f"{i} {n}" for i, n in enumerate(record["classes"]))
     by_key = {
         "class_samples": [("class_samples.png", f"a row per class ({names})", 384)],
