@@ -104,50 +104,69 @@ def _schedule(steps: int) -> list[str]:
 def plan(scale: Scale, out: Path, device: str, classes: int) -> dict[str, Step | list[Step]]:
     """The demo's steps in order; the per-class sampling steps are lists."""
     o, res = str(out), str(scale.resolution)
-    codes = [f"codes.cache_dir={o}/codes", f"codes.max_images={scale.code_images}"]
     data = ["--data", "builtin:shapes", "--resolution", res]
     dev = ["--device", device]
-    prior = ["prior", "train", "--tokenizer", f"{o}/tokenizer", *data]
+
+    def training(command, config, run, steps, flags=(), overrides=()) -> list[str]:
+        head = [command, "train", "--config", config, *data, *flags, "--output", f"{o}/{run}"]
+        return head + ["--max-steps", str(steps), *_schedule(steps), *overrides]
+
+    image_codes = ["--tokenizer", f"{o}/tokenizer"]
+    map_codes = ["--cond-tokenizer", f"{o}/seg-tokenizer", *image_codes]
+    codes = [f"codes.cache_dir={o}/codes", f"codes.max_images={scale.code_images}"]
     steps: dict[str, Step | list[Step]] = {
         "tokenizer": Step(
             "tokenizer",
             "Stage 1: train the VQGAN tokenizer (vqgan-tiny) on builtin:shapes",
-            ["vqgan", "train", "--config", "vqgan-tiny", *data, "--output", f"{o}/tokenizer"]
-            + ["--max-steps", str(scale.tokenizer_steps)]
-            + _schedule(scale.tokenizer_steps)
-            + scale.tokenizer,
+            training(
+                "vqgan",
+                "vqgan-tiny",
+                "tokenizer",
+                scale.tokenizer_steps,
+                overrides=scale.tokenizer,
+            ),
         ),
         "seg_tokenizer": Step(
             "seg_tokenizer",
             "Stage 1: train a tokenizer of segmentation maps (vqgan-seg-tiny)",
-            ["vqgan", "train", "--config", "vqgan-seg-tiny", *data]
-            + ["--output", f"{o}/seg-tokenizer", "--max-steps", str(scale.seg_tokenizer_steps)]
-            + _schedule(scale.seg_tokenizer_steps)
-            + scale.seg_tokenizer,
+            training(
+                "vqgan",
+                "vqgan-seg-tiny",
+                "seg-tokenizer",
+                scale.seg_tokenizer_steps,
+                overrides=scale.seg_tokenizer,
+            ),
         ),
         "class_prior": Step(
             "class_prior",
             "Stage 2: a class-conditional GPT prior over the codes",
-            [*prior, "--config", "gpt-tiny", "--output", f"{o}/prior-class"]
-            + ["--max-steps", str(scale.prior_steps), *codes]
-            + _schedule(scale.prior_steps)
-            + scale.gpt,
+            training(
+                "prior",
+                "gpt-tiny",
+                "prior-class",
+                scale.prior_steps,
+                image_codes,
+                codes + scale.gpt,
+            ),
         ),
         "seg_prior": Step(
             "seg_prior",
             "Stage 2: a segmentation-conditional GPT prior",
-            [*prior, "--config", "gpt-tiny", "--cond-tokenizer", f"{o}/seg-tokenizer"]
-            + ["--output", f"{o}/prior-seg", "--max-steps", str(scale.prior_steps), *codes]
-            + _schedule(scale.prior_steps)
-            + scale.gpt,
+            training(
+                "prior", "gpt-tiny", "prior-seg", scale.prior_steps, map_codes, codes + scale.gpt
+            ),
         ),
         "adatgan_prior": Step(
             "adatgan_prior",
             "Stage 2: an AdatGAN prior (one forward pass per grid)",
-            [*prior, "--config", "adatgan-prior-tiny", "--output", f"{o}/prior-adatgan"]
-            + ["--max-steps", str(scale.adatgan_steps), *codes]
-            + _schedule(scale.adatgan_steps)
-            + scale.adatgan,
+            training(
+                "prior",
+                "adatgan-prior-tiny",
+                "prior-adatgan",
+                scale.adatgan_steps,
+                image_codes,
+                codes + scale.adatgan,
+            ),
         ),
     }
     for key, run in (("class_samples", "prior-class"), ("adatgan_samples", "prior-adatgan")):
