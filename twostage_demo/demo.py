@@ -5,7 +5,7 @@ segmentation-conditional GPT prior and an AdatGAN prior; samples a grid per clas
 class-conditional priors; paints a wide image (4x the training area) from a generated
 segmentation map by sliding-window sampling; runs CLIP guidance when CLIP weights are on disk;
 benchmarks the tokenizer; and writes ``index.html`` with every picture and the command that
-made it. ``--tiny``: the same in 1-2 minutes; default: about 14 minutes on 2 CPU cores;
+made it. ``--tiny``: the same in about a minute; default: about 14 minutes on 2 CPU cores;
 ``--scale base --device cuda``: 64 px and many more steps, for a GPU."""
 
 from __future__ import annotations

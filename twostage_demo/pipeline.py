@@ -31,12 +31,12 @@ class Scale:
 
 
 SCALES = {
-    # 1-2 minutes on 2 CPU cores: every stage runs, the pictures are rough
+    # about a minute on 2 CPU cores: every stage runs, the pictures are rough
     "tiny": Scale(
-        tokenizer_steps=100,
-        seg_tokenizer_steps=50,
-        prior_steps=100,
-        adatgan_steps=120,
+        tokenizer_steps=60,
+        seg_tokenizer_steps=30,
+        prior_steps=60,
+        adatgan_steps=80,
         bench_images=64,
         per_class=4,
         code_images=1000,
