@@ -149,16 +149,14 @@ def _check_sample_args(args: argparse.Namespace, gen) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gan_direct.train import class_labels, load_generator, scatter_plot
+    from gan_direct.train import class_labels, generate_from, load_generator, scatter_plot
     from shared.images import save_grid, save_png
 
     gen = load_generator(args.checkpoint)
     _check_sample_args(args, gen)
     device = pick_device(args.device)
     gen = gen.to(device)
-    points = (
-        getattr(gen, "spec", None) is not None and len(getattr(gen.spec, "shape", [0] * 3)) == 1
-    )
+    points = getattr(gen, "points", False)
     out = Path(args.output)
     if points:
         targets = [out / "samples.png", out / "samples.csv"]
@@ -180,13 +178,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     kwargs = {"psi": args.psi} if args.psi is not None else {}
 
     def run(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        chunks = []
-        for i, c in enumerate(z.split(args.batch_size)):
-            yc = None if y is None else y[i * args.batch_size : i * args.batch_size + len(c)]
-            inputs = (c.to(device),) if yc is None else (c.to(device), yc.to(device))
-            chunks.append(gen(*inputs, **kwargs).cpu())
-        x = torch.cat(chunks)
-        return x if points else x.clamp(-1, 1)
+        return generate_from(gen, z, device, args.batch_size, y, **kwargs).cpu()
 
     with torch.no_grad():
         images = run(z, labels)

@@ -60,9 +60,9 @@ def class_labels(n: int, num_classes: int, device=None) -> torch.Tensor | None:
     return (torch.arange(n, device=device) // 8) % num_classes
 
 
-def apply(net, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def apply(net, x: torch.Tensor, labels: torch.Tensor | None, **kwargs) -> torch.Tensor:
     """``net(x)`` or, for a class-conditional run, ``net(x, labels)``."""
-    return net(x) if labels is None else net(x, labels)
+    return net(x, **kwargs) if labels is None else net(x, labels, **kwargs)
 
 
 class GANTask(Task):
@@ -225,18 +225,30 @@ def generate(
     labels: torch.Tensor | None = None,
     **kwargs,
 ) -> torch.Tensor:
-    """``n`` samples from the noise of ``seed`` (the same samples for the same seed), images
-    clamped to [-1, 1]. A class-conditional generator gets ``labels`` (default: cycling through
-    the classes); ``kwargs`` go to the generator (e.g. ``psi``)."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, generator.z_dim, generator=g)
+    """``n`` samples from the noise of ``seed`` (the same samples for the same seed); see
+    :func:`generate_from`."""
+    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    return generate_from(generator, z, device, batch_size, labels, **kwargs)
+
+
+@torch.no_grad()
+def generate_from(
+    generator,
+    z: torch.Tensor,
+    device,
+    batch_size: int = 256,
+    labels: torch.Tensor | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """``generator`` on the noise ``z`` (N, z_dim), ``batch_size`` at a time, on ``device``;
+    images clamped to [-1, 1]. A class-conditional generator gets ``labels`` (default: cycling
+    through the classes); ``kwargs`` go to the generator (e.g. ``psi``)."""
     if labels is None:
-        labels = class_labels(n, generator.num_classes)
+        labels = class_labels(len(z), generator.num_classes)
     out = []
-    for i, chunk in enumerate(z.split(batch_size)):
-        y = None if labels is None else labels[i * batch_size : i * batch_size + len(chunk)]
-        args = (chunk.to(device),) if y is None else (chunk.to(device), y.to(device))
-        x = generator(*args, **kwargs)
+    for start in range(0, len(z), batch_size):
+        y = None if labels is None else labels[start : start + batch_size].to(device)
+        x = apply(generator, z[start : start + batch_size].to(device), y, **kwargs)
         out.append(x.clamp(-1, 1) if x.dim() == 4 else x)
     return torch.cat(out)
 

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from shared.cli import run_main
+from shared.images import save_grid, save_png
 from shared.run import RunError, read_metrics
 from twostage_demo.pipeline import CLIP_PROMPT, SCALES, WIDE_TILES, Step, plan
 
@@ -102,7 +103,7 @@ def run_steps(key: str, step: Step | list[Step], out: Path, scale, record: dict)
     commands = [run(s, out) for s in steps]
     if key.endswith("_samples"):  # one grid: a row per class
         rows = [_pngs(out / key / f"class_{k}") for k in range(len(record["classes"]))]
-        _save_rows(rows, out / f"{key}.png")
+        save_grid(torch.cat(rows), out / f"{key}.png", nrow=len(rows[0]))
     elif key.endswith("prior") or key.endswith("tokenizer"):
         record["figures"][key] = _last_eval(out / Path(step.argv[step.argv.index("--output") + 1]))
     return commands
@@ -119,7 +120,7 @@ def wide_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]
     (out / "wide").mkdir(parents=True, exist_ok=True)
     Image.fromarray(ids).save(out / "wide" / "map.png")  # class ids: what --condition reads
     colour = colorize_mask(torch.from_numpy(ids)[None])[0]
-    _save(colour, out / "wide_map.png")
+    save_png(colour, out / "wide_map.png")
     commands = [run(step, out)]
     shutil.copy(out / "wide" / "sample" / "sample_0000.png", out / "wide.png")
     return commands
@@ -155,28 +156,18 @@ STAGES = {"wide": wide_step, "benchmark": benchmark_step, "clip": clip_step}
 
 
 def _last_eval(run_dir: Path) -> dict:
+    """The last evaluation of a run: ``{"step": ..., "val/...": ...}`` (empty if none)."""
     evals = [r for r in read_metrics(run_dir) if any(k.startswith("val/") for k in r)]
-    return (
-        {k: v for k, v in evals[-1].items() if k == "step" or k.startswith("val/")} if evals else {}
-    )
+    last = evals[-1] if evals else {}
+    return {k: v for k, v in last.items() if k == "step" or k.startswith("val/")}
 
 
 def _pngs(folder: Path) -> torch.Tensor:
     """The sample PNGs of a folder as (N,3,H,W) in [-1,1]."""
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("sample_*.png"))]
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    from shared.images import from_uint8
 
-
-def _save_rows(rows: list[torch.Tensor], path: Path) -> None:
-    from shared.images import save_grid
-
-    save_grid(torch.cat(rows), path, nrow=len(rows[0]))
-
-
-def _save(image: torch.Tensor, path: Path) -> None:
-    from shared.images import save_png
-
-    save_png(image, path)
+    paths = sorted(folder.glob("sample_*.png"))
+    return torch.stack([from_uint8(np.asarray(Image.open(p).convert("RGB"))) for p in paths])
 
 
 if __name__ == "__main__":
