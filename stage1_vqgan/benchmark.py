@@ -118,6 +118,24 @@ class PeakMemory:
             self.peak_mib = max(end[1] - self._start, 0.0)
 
 
+def fit_channels(x: torch.Tensor, target) -> torch.Tensor:
+    """(B, C, H, W) images as ``target`` channels (an int, or a tokenizer's input channels):
+    RGB -> grey by the channel mean, grey -> RGB by repetition."""
+    channels = (
+        target
+        if isinstance(target, int)
+        else getattr(target, "config", {}).get("in_channels", x.shape[1])
+    )
+    if x.shape[1] == channels:
+        return x
+    return x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, channels, -1, -1)
+
+
+def round_trip(tok: Tokenizer, x: torch.Tensor) -> torch.Tensor:
+    """Encode and decode (B, C, H, W) images in [-1, 1], with ``x``'s channels back."""
+    return fit_channels(tok.decode(tok.encode(fit_channels(x, tok))).float(), x.shape[1])
+
+
 def benchmark_tokenizer(
     tok: Tokenizer, name: str, source: str, data, protocol: BenchmarkProtocol, device: torch.device
 ) -> TokenizerResult:
@@ -134,7 +152,7 @@ def benchmark_tokenizer(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with torch.inference_mode():
         warm = torch.stack([data[0]["image"]]).to(device)
-        tok.decode(tok.encode(warm))
+        round_trip(tok, warm)
     bar = tqdm(total=n, desc=name, unit="img", dynamic_ncols=True)
     peak_mib = None
     with torch.inference_mode():
@@ -146,10 +164,10 @@ def benchmark_tokenizer(
             sync()
             with PeakMemory(device) as memory:
                 t0 = time.perf_counter()
-                idx = tok.encode(x)
+                idx = tok.encode(fit_channels(x, tok))
                 sync()
                 t1 = time.perf_counter()
-                rec = tok.decode(idx).float().clamp(-1, 1)
+                rec = fit_channels(tok.decode(idx).float().clamp(-1, 1), x.shape[1])
                 sync()
             if memory.peak_mib is not None:
                 peak_mib = max(peak_mib or 0.0, memory.peak_mib)

@@ -12,6 +12,7 @@ import torch
 from shared.checkpoint import CheckpointError, load_weights, save_weights
 from shared.config import build_config, read_preset
 from shared.pretrained import CONFIG_FILE, load_state
+from shared.release import resolve_checkpoint
 from shared.run import latest_checkpoint
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.discriminator import PatchDiscriminator
@@ -31,7 +32,7 @@ def load_tokenizer_and_discriminator(
     path: str | Path, config: str | Path | None = None
 ) -> tuple[VQModel, dict[str, torch.Tensor] | None]:
     """Like :func:`load_tokenizer`, plus the discriminator weights when the source has them."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_file() and is_taming_file(path):

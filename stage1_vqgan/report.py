@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from shared.images import quantize_8bit, to_uint8
-from stage1_vqgan.benchmark import BenchmarkProtocol, TokenizerResult
+from stage1_vqgan.benchmark import BenchmarkProtocol, TokenizerResult, round_trip
 
 # key, label, +1 higher is better / -1 lower is better / 0 neither
 METRICS = [
@@ -175,7 +175,7 @@ def crops_html(
     for kind, i in picks:
         x = data[i]["image"].to(device)
         with torch.inference_mode():
-            rec = tok.decode(tok.encode(x[None]))[0].float().clamp(-1, 1)
+            rec = round_trip(tok, x[None])[0].clamp(-1, 1)
         if protocol.round_trip_8bit:
             rec = quantize_8bit(rec)
         imgs = [to_uint8(x), to_uint8(rec), error_heatmap(x, rec)]

@@ -10,6 +10,7 @@ from pathlib import Path
 from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_weights
 from shared.config import build_config, read_preset
 from shared.pretrained import CONFIG_FILE, load_state
+from shared.release import resolve_checkpoint
 from shared.run import latest_checkpoint
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
@@ -24,7 +25,7 @@ NETWORKS = {cls.model_type: cls for cls in (GPTPrior, AdatPriorGenerator)}
 def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
     """A :class:`Prior` in eval mode. ``config`` is the YAML of a taming checkpoint.
     Errors are one-line :class:`CheckpointError`/:class:`ConfigError`."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_file() and path.suffix.lower() in TORCH_SUFFIXES:

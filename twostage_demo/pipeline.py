@@ -71,6 +71,8 @@ SCALES = {
     ),
 }
 CLIP_PROMPT = "a red circle on a blue background"
+RELEASE_PRIORS = {"fmnist_gpt_samples": "fmnist-gpt", "fmnist_adatgan_samples": "fmnist-adatgan"}
+RELEASE_CLASSES = 10  # Fashion-MNIST
 WIDE_TILES = 4  # the wide map is this many training-sized maps side by side
 
 
@@ -115,6 +117,19 @@ def plan(scale: Scale, out: Path, device: str, classes: int) -> dict[str, Step |
     map_codes = ["--cond-tokenizer", f"{o}/seg-tokenizer", *image_codes]
     codes = [f"codes.cache_dir={o}/codes", f"codes.max_images={scale.code_images}"]
     steps: dict[str, Step | list[Step]] = {
+        key: [
+            Step(
+                f"{key}_{k}",
+                f"Shipped model {name}: Fashion-MNIST garments of every class (no training)",
+                ["prior", "sample", "--checkpoint", name, "--class", str(k)]
+                + ["--num", str(scale.per_class), "--seed", str(k), *dev]
+                + ["--output", f"{o}/{key}/class_{k}"],
+            )
+            for k in range(RELEASE_CLASSES)
+        ]
+        for key, name in RELEASE_PRIORS.items()
+    }
+    steps |= {
         "tokenizer": Step(
             "tokenizer",
             "Stage 1: train the VQGAN tokenizer (vqgan-tiny) on builtin:shapes",

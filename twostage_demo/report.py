@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 
+from shared.data import FASHION_MNIST_CLASSES
+
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222}h1{margin-bottom:.2em}section{border-top:1px solid #ddd;padding:.6em 0}
 pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:12px;white-space:pre-wrap}
@@ -31,7 +33,12 @@ def _pictures(out: Path, key: str, record: dict) -> list[tuple[str, str, int]]:
         if grids:
             found.append((grids[-1], runs[key][1], 384))
     names = ", ".join(f"{i} {n}" for i, n in enumerate(record["classes"]))
+    garments = ", ".join(f"{i} {n}" for i, n in enumerate(FASHION_MNIST_CLASSES))
     by_key = {
+        "fmnist_gpt_samples": [("fmnist_gpt_samples.png", f"a row per class ({garments})", 320)],
+        "fmnist_adatgan_samples": [
+            ("fmnist_adatgan_samples.png", f"a row per class ({garments})", 320)
+        ],
         "class_samples": [("class_samples.png", f"a row per class ({names})", 384)],
         "adatgan_samples": [("adatgan_samples.png", f"a row per class ({names})", 384)],
         "wide": [("wide_map.png", "generated map", 768), ("wide.png", "sampled image", 768)],

@@ -6,7 +6,6 @@ import torch
 from skimage import data, filters
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from shared import weights
 from shared.inception import build_fid_inception, inception_available
 from shared.metrics import (
     FeatureStats,
@@ -24,16 +23,6 @@ from shared.metrics import (
 from shared.weights import WeightsUnavailable
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
-
-
-@pytest.fixture
-def no_weights(tmp_path, monkeypatch):
-    """Every weight cache points at an empty folder."""
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    for var in ("HOME", "TORCH_HOME", weights.ENV_VAR):
-        monkeypatch.setenv(var, str(empty))
-    return empty
 
 
 @pytest.fixture(scope="module")

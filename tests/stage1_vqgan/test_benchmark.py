@@ -100,11 +100,8 @@ def test_usage_is_counted_over_the_whole_set_not_per_batch(tmp_path, tiny_model_
 
 
 def test_missing_weights_are_reported_while_other_metrics_run(
-    tmp_path, monkeypatch, tiny_model_kwargs
+    tmp_path, no_weights, tiny_model_kwargs
 ):
-    monkeypatch.setenv("TWOSTAGE_WEIGHTS", str(tmp_path / "empty"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
     VQModel(**tiny_model_kwargs).save_pretrained(tmp_path / "tok")
     out = tmp_path / "out"
     assert (
