@@ -31,7 +31,6 @@ from stage1_vqgan import load_tokenizer
 from stage2_prior import load_prior
 
 SEED = 0
-GRID_PER_CLASS = 10
 
 
 def fmnist(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +48,14 @@ class Scorer:
         self.device, self.batch = device, batch
         self.inception = build_fid_inception().to(device)
         self.classifier = load_fmnist_classifier().to(device)
-        self.real = self.stats(real)
+        cache = Path(f"~/.cache/twostage/fid/fmnist_test_{len(real)}.pt").expanduser()
+        if cache.is_file():
+            self.real = FeatureStats(keep=len(real))
+            self.real.update(torch.load(cache, weights_only=True))
+        else:
+            self.real = self.stats(real)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(self.real.features, cache)
 
     @torch.inference_mode()
     def stats(self, images: torch.Tensor) -> FeatureStats:
@@ -107,6 +113,9 @@ def gan_samples(name: str, n: int, device):
     return images, labels, n / seconds
 
 
+ROWS = ("real", "tokenizer", "gpt", "gpt-cfg", "adatgan", "dcgan", "adatgan-pixel")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=1000)
@@ -114,62 +123,80 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cfg-scale", type=float, default=2.0)
     parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of ROWS")
     args = parser.parse_args()
     device, n, out = torch.device(args.device), args.num, Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    wanted = args.rows.split(",")
+    if set(wanted) - set(ROWS):
+        parser.error(f"--rows: unknown {sorted(set(wanted) - set(ROWS))}; known {ROWS}")
+    record_path = out / f"quality_{n}.json"
+    meta = {"num": n, "device": str(device), "seed": SEED, "cfg_scale": args.cfg_scale}
+    rows: dict[str, dict] = {}
 
     test, test_labels = fmnist("val", n)
     scorer = Scorer(test, device)
-    rows: dict[str, dict] = {}
 
-    train, train_labels = fmnist("train", n)
-    rows["real (train vs test)"] = scorer.score(train, train_labels)
+    def keep(key: str, title: str, values: dict, grid: torch.Tensor, nrow: int = 10) -> None:
+        rows[key] = {"title": title, **values}
+        save_grid(grid, out / f"{key}.png", nrow=nrow)
+        print(key, json.dumps(rows[key]), flush=True)
 
-    tok = load_tokenizer("fmnist-vqgan").to(device)
-    with torch.inference_mode():
-        codes = torch.cat([tok.encode(c.to(device)) for c in test.split(500)])
-        recon = torch.cat([tok.decode(c).clamp(-1, 1).cpu() for c in codes.split(500)])
-    usage = codes.unique().numel() / tok.codebook.shape[0]
-    rows["tokenizer fmnist-vqgan (reconstructions)"] = {
-        **scorer.score(recon, test_labels),
-        "psnr": psnr(test, recon).mean().item(),
-        "ssim": ssim(test.expand(-1, 3, -1, -1), recon.expand(-1, 3, -1, -1)).mean().item(),
-        "usage": usage,
-    }
-    grids = {"tokenizer": torch.cat([test[:20], recon[:20]])}
-
-    sample_sets = {
-        "fmnist-gpt": lambda: prior_samples("fmnist-gpt", n, device, top_k=args.top_k),
-        f"fmnist-gpt cfg {args.cfg_scale:g}": lambda: prior_samples(
-            "fmnist-gpt", n, device, top_k=args.top_k, cfg_scale=args.cfg_scale
+    if "real" in wanted:
+        train, train_labels = fmnist("train", n)
+        keep("real", "real (train vs test)", scorer.score(train, train_labels), train[:100])
+    if "tokenizer" in wanted:
+        tok = load_tokenizer("fmnist-vqgan").to(device)
+        with torch.inference_mode():
+            codes = torch.cat([tok.encode(c.to(device)) for c in test.split(500)])
+            recon = torch.cat([tok.decode(c).clamp(-1, 1).cpu() for c in codes.split(500)])
+        values = {
+            **scorer.score(recon, test_labels),
+            "psnr": psnr(test, recon).mean().item(),
+            "ssim": ssim(test.expand(-1, 3, -1, -1), recon.expand(-1, 3, -1, -1)).mean().item(),
+            "usage": codes.unique().numel() / tok.codebook.shape[0],
+        }
+        title = "fmnist-vqgan reconstructions (rFID)"
+        keep("tokenizer", title, values, torch.cat([test[:20], recon[:20]]), nrow=20)
+    makers = {
+        "gpt": ("fmnist-gpt", lambda: prior_samples("fmnist-gpt", n, device, top_k=args.top_k)),
+        "gpt-cfg": (
+            f"fmnist-gpt, cfg {args.cfg_scale:g}",
+            lambda: prior_samples(
+                "fmnist-gpt", n, device, top_k=args.top_k, cfg_scale=args.cfg_scale
+            ),
         ),
-        "fmnist-adatgan (prior)": lambda: prior_samples("fmnist-adatgan", n, device),
-        "fmnist-dcgan (pixels)": lambda: gan_samples("fmnist-dcgan", n, device),
-        "fmnist-adatgan-pixel (pixels)": lambda: gan_samples("fmnist-adatgan-pixel", n, device),
+        "adatgan": ("fmnist-adatgan (prior)", lambda: prior_samples("fmnist-adatgan", n, device)),
+        "dcgan": ("fmnist-dcgan (pixels)", lambda: gan_samples("fmnist-dcgan", n, device)),
+        "adatgan-pixel": (
+            "fmnist-adatgan-pixel (pixels)",
+            lambda: gan_samples("fmnist-adatgan-pixel", n, device),
+        ),
     }
-    for row, make in sample_sets.items():
-        images, labels, per_s = make()
-        rows[row] = {**scorer.score(images, labels), "images_per_s": per_s}
-        order = torch.arange(len(images)).reshape(-1, 10).T.reshape(-1)  # class-major
-        grids[row] = images[order][: 10 * GRID_PER_CLASS]
-        print(row, json.dumps(rows[row]))
+    for key, (title, make) in makers.items():
+        if key in wanted:
+            images, labels, per_s = make()
+            values = {**scorer.score(images, labels), "images_per_s": per_s}
+            keep(key, title, values, images[class_major()])
 
-    for row, images in grids.items():
-        name = row.split(" ")[0] if row != "tokenizer" else "tokenizer"
-        if "cfg" in row:
-            name += "-cfg"
-        nrow = 20 if row == "tokenizer" else GRID_PER_CLASS
-        save_grid(images, out / f"{name}.png", nrow=nrow)
-    meta = {"num": n, "device": str(device), "seed": SEED, "cfg_scale": args.cfg_scale}
-    (out / f"quality_{n}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
+    if record_path.is_file():  # rows measured by earlier runs (other --rows) are kept
+        rows = {**json.loads(record_path.read_text())["rows"], **rows}
+    record_path.write_text(json.dumps({**meta, "rows": rows}, indent=2))
     lines = ["| model | FID | KID | class agreement | images/s | other |", "|---" * 6 + "|"]
-    for row, r in rows.items():
+    for r in (rows[k] for k in ROWS if k in rows):
         other = ", ".join(f"{k} {r[k]:.3g}" for k in ("psnr", "ssim", "usage") if k in r)
         agree = f"{r['class_agreement']:.1%}" if "class_agreement" in r else "-"
         speed = f"{r['images_per_s']:.0f}" if "images_per_s" in r else "-"
-        lines.append(f"| {row} | {r['fid']:.2f} | {r['kid']:.4f} | {agree} | {speed} | {other} |")
+        lines.append(
+            f"| {r['title']} | {r['fid']:.2f} | {r['kid']:.4f} | {agree} | {speed} | {other} |"
+        )
     (out / f"quality_{n}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def class_major() -> torch.Tensor:
+    """Indices of the first 100 samples (labels cycling 0..9) as 10 rows of one class each."""
+    return torch.arange(100).reshape(10, 10).T.reshape(-1)
 
 
 if __name__ == "__main__":

@@ -48,11 +48,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def release_quality(name: str) -> dict:
     """The measured figures of a release model (``quality.json`` written by
-    ``scripts/fmnist_quality.py``): {row: {"fid", "kid", "class_agreement", ...}}, or {}."""
+    ``scripts/fmnist_quality.py``): {"measured": how, title: {"fid", "kid", ...}}, or {}."""
     path = RELEASE_DIR / "quality.json"
     if not path.is_file():
         return {}
     record = json.loads(path.read_text())
     label = f"real Inception, {record['num']} samples vs {record['num']} test images"
-    rows = {row: r for row, r in record["rows"].items() if row.split(" ")[0] == name}
-    return {"measured": label, **rows}
+    rows = record["rows"].values()
+    mine = {r["title"]: r for r in rows if r["title"].split(" ")[0].rstrip(",") == name}
+    return {"measured": label, **mine}

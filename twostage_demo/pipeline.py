@@ -72,6 +72,7 @@ SCALES = {
 }
 CLIP_PROMPT = "a red circle on a blue background"
 RELEASE_PRIORS = {"fmnist_gpt_samples": "fmnist-gpt", "fmnist_adatgan_samples": "fmnist-adatgan"}
+RELEASE_FLAGS = {"fmnist-gpt": ["--cfg-scale", "2"]}  # guidance: 89% class agreement, not 76%
 RELEASE_CLASSES = 10  # Fashion-MNIST
 WIDE_TILES = 4  # the wide map is this many training-sized maps side by side
 
@@ -122,7 +123,8 @@ def plan(scale: Scale, out: Path, device: str, classes: int) -> dict[str, Step |
                 f"{key}_{k}",
                 f"Shipped model {name}: Fashion-MNIST garments of every class (no training)",
                 ["prior", "sample", "--checkpoint", name, "--class", str(k)]
-                + ["--num", str(scale.per_class), "--seed", str(k), *dev]
+                + [*RELEASE_FLAGS.get(name, []), "--num", str(scale.per_class), "--seed", str(k)]
+                + dev
                 + ["--output", f"{o}/{key}/class_{k}"],
             )
             for k in range(RELEASE_CLASSES)
