@@ -9,7 +9,7 @@ from shared.config import preset_names
 from shared.info import cost
 
 PRESETS = ["adatgan-cifar10", "adatgan-cifar10-lee", "adatgan-celeba64"]
-PRESETS += ["adatgan-lsun128", "adatgan-ffhq128", "adatgan-tiny"]
+PRESETS += ["adatgan-lsun128", "adatgan-ffhq128", "adatgan-tiny", "adatgan-fmnist"]
 
 
 def preset(name):

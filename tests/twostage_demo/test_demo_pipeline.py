@@ -36,7 +36,9 @@ def test_index_shows_every_stage_with_pictures_that_are_not_blank(demo):
         assert html.escape(step["title"]) in page and step["commands"]
     sources = re.findall(r'<img src="([^"]+)"', page)
     expected = {"class_samples.png", "adatgan_samples.png", "wide_map.png", "wide.png"}
+    expected |= {"fmnist_gpt_samples.png", "fmnist_adatgan_samples.png"}  # the shipped models
     assert expected <= set(sources)
+    assert page.index("fmnist_gpt_samples.png") < page.index("class_samples.png")  # shown first
     assert any(s.startswith("tokenizer/samples/") for s in sources)
     for source in sources:
         assert pixels(demo / source).std() > 5, source
@@ -44,6 +46,8 @@ def test_index_shows_every_stage_with_pictures_that_are_not_blank(demo):
     for grid in ("class_samples.png", "adatgan_samples.png"):  # a row per class
         size = (len(record["classes"]) * tile + 2, tiny.per_class * tile + 2)
         assert pixels(demo / grid).shape[:2] == size
+    for grid in ("fmnist_gpt_samples.png", "fmnist_adatgan_samples.png"):  # 10 garment classes
+        assert pixels(demo / grid).shape[:2] == (10 * 34 + 2, tiny.per_class * 34 + 2)
     wide = pixels(demo / "wide.png")
     assert wide.shape[1] == WIDE_TILES * wide.shape[0]
     assert "twostage vqgan train --config vqgan-tiny" in page
@@ -55,6 +59,9 @@ def test_figures_are_sane(demo):
         assert figures[prior]["val/nll"] < math.log(256)  # below a uniform guess
     assert figures["benchmark"]["psnr"] > 12 and 0 < figures["benchmark"]["usage"] <= 1
     assert "lpips_vgg" in figures["benchmark"]["unavailable"]  # no VGG weights offline
+    for key in ("fmnist_gpt_samples", "fmnist_adatgan_samples"):  # real-FID figures beside them
+        rows = [r for k, r in figures[key].items() if k != "measured"]
+        assert rows and all(r["fid"] > 0 and r["class_agreement"] > 0.3 for r in rows)
     clip = figures["clip"]
     assert (demo / "clip.png").is_file() or "download" in clip["skipped"]
 
