@@ -23,7 +23,11 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
     add_training_flags(t)
 
     s = sub.add_parser("sample", help="sample images, attention maps and interpolations")
-    s.add_argument("--checkpoint", required=True, help="run folder or exported model folder")
+    s.add_argument(
+        "--checkpoint",
+        required=True,
+        help="run or model folder, or a shipped model (fmnist-dcgan, fmnist-adatgan-pixel)",
+    )
     s.add_argument("--num", type=int, default=64, help="number of samples")
     s.add_argument(
         "--truncation",

@@ -33,7 +33,7 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
         s.add_argument(
             "--checkpoint",
             required=True,
-            help="run folder, exported model folder, or taming last.ckpt",
+            help="run folder, exported model folder, taming last.ckpt, or fmnist-vqgan (shipped)",
         )
         s.add_argument("--config", help="taming YAML config (for a .ckpt checkpoint)")
         s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
@@ -69,7 +69,7 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
         "--checkpoint",
         action="append",
         required=True,
-        help="run/model folder, taming .ckpt, or py:MODULE:FUNCTION (repeatable)",
+        help="run/model folder, taming .ckpt, fmnist-vqgan, or py:MODULE:FUNCTION (repeatable)",
     )
     b.add_argument(
         "--config",

@@ -31,7 +31,11 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
     t.add_argument("--cond-tokenizer-config", help="YAML of a taming condition tokenizer .ckpt")
 
     def checkpoint_flags(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--checkpoint", required=True, help="prior: run/model folder or .ckpt")
+        s.add_argument(
+            "--checkpoint",
+            required=True,
+            help="prior: run/model folder, .ckpt, or a shipped model (fmnist-gpt, fmnist-adatgan)",
+        )
         s.add_argument("--config", help="YAML of a taming transformer .ckpt")
         s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
         s.add_argument("--class", dest="label", type=int, help="class id to condition on")
