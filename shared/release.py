@@ -55,5 +55,9 @@ def release_quality(name: str) -> dict:
     record = json.loads(path.read_text())
     label = f"real Inception, {record['num']} samples vs {record['num']} test images"
     rows = record["rows"].values()
-    mine = {r["title"]: r for r in rows if r["title"].split(" ")[0].rstrip(",") == name}
+    mine = {
+        r["title"]: {k: v for k, v in r.items() if k != "title"}
+        for r in rows
+        if r["title"].split(" ")[0].rstrip(",") == name
+    }
     return {"measured": label, **mine}
