@@ -207,18 +207,12 @@ def _weights_file(path: str | Path | None) -> Path:
         for name in () if path is not None else (FIDELITY_WEIGHTS_NAME, STYLEGAN_WEIGHTS_NAME):
             if available(name):
                 return resolve(name)
-        if path is None:
-            hint = resolve_hint(STYLEGAN_WEIGHTS_NAME)
-            raise WeightsUnavailable(f"{missing}; or, offline: {hint}") from None
+        if path is None:  # none found: name the offline way out too
+            try:
+                resolve(STYLEGAN_WEIGHTS_NAME)
+            except WeightsUnavailable as hint:
+                raise WeightsUnavailable(f"{missing}; or, offline: {hint}") from None
         raise
-
-
-def resolve_hint(name: str) -> str:
-    try:
-        resolve(name)
-    except WeightsUnavailable as exc:
-        return str(exc)
-    return ""
 
 
 def _is_torchscript(file: Path) -> bool:
