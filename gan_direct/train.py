@@ -264,10 +264,9 @@ def distance(real: torch.Tensor, fake: torch.Tensor) -> tuple[str, float]:
 
         net = build_fid_inception().to(real.device)
         fd = FrechetDistance(net)
-        rgb = (lambda x: x.expand(-1, 3, -1, -1)) if real.shape[1] == 1 else (lambda x: x)
         for x, is_real in ((real, True), (fake, False)):
-            for chunk in x.split(64):
-                fd.update(rgb(chunk), real=is_real)
+            for chunk in x.split(64):  # grey images: the Inception repeats them to RGB itself
+                fd.update(chunk, real=is_real)
         return "fid", fd.compute()
     from shared.fmnist_classifier import fd_fmnist
 
