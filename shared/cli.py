@@ -35,6 +35,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from shared.config import ConfigError
     from shared.data import DataError
     from shared.engine import TrainingDiverged
+    from shared.limits import LimitError
     from shared.run import RunError
     from shared.weights import WeightsUnavailable
 
@@ -45,7 +46,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         RunError,
         WeightsUnavailable,
         TrainingDiverged,
-        FileNotFoundError,
+        LimitError,
+        OSError,
     )
 
 
