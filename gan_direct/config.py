@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.config import DataConfig, TrainConfig, choice
+from shared.config import DataConfig, TrainConfig, choice, fraction, positive
 
 
 @dataclass
@@ -29,14 +29,14 @@ class GANLossConfig:
 
 @dataclass
 class GANTrainConfig(TrainConfig):
-    batch_size: int = 64
+    batch_size: int = positive(64)
     max_steps: int = 100000
-    lr: float = 2e-4  # generator
-    lr_d: float = 2e-4  # discriminator (TTUR: a different rate)
-    adam_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    ema_decay: float = 0.999
-    d_steps: int = 1  # discriminator updates per iteration (WGAN: n_critic)
-    g_steps: int = 1  # generator updates per iteration (the chapter's CGAN: 2)
+    lr: float = positive(2e-4)  # generator
+    lr_d: float = positive(2e-4)  # discriminator (TTUR: a different rate)
+    adam_betas: list[float] = fraction([0.5, 0.999])
+    ema_decay: float = fraction(0.999)
+    d_steps: int = positive(1)  # discriminator updates per iteration (WGAN: n_critic)
+    g_steps: int = positive(1)  # generator updates per iteration (the chapter's CGAN: 2)
     grow_steps: int = 0  # progressive growing: steps per fade-in and per stable phase (0 = off)
 
 

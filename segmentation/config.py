@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.config import DataConfig, TrainConfig
+from shared.config import DataConfig, TrainConfig, positive
 
 
 @dataclass
 class UNetConfig:
-    in_channels: int = 3  # training sets it from data.channels
+    in_channels: int = positive(3)  # training sets it from data.channels
     num_classes: int = 0  # mask classes; 0 = from the data (largest mask id + 1)
-    base_channels: int = 64  # widths base, 2b, 4b, 8b; bottleneck 16b
-    levels: int = 4  # 2x2 poolings; images must be multiples of 2**levels
+    base_channels: int = positive(64)  # widths base, 2b, 4b, 8b; bottleneck 16b
+    levels: int = positive(4)  # 2x2 poolings; images must be multiples of 2**levels
 
 
 @dataclass
 class SegmentationTrainConfig(TrainConfig):
-    batch_size: int = 32
+    batch_size: int = positive(32)
     max_steps: int = 20000
-    lr: float = 1e-4  # Adam, default betas (0.9, 0.999)
+    lr: float = positive(1e-4)  # Adam, default betas (0.9, 0.999)
 
 
 @dataclass

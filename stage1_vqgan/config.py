@@ -4,29 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.config import DataConfig, TrainConfig, choice
+from shared.config import DataConfig, TrainConfig, choice, fraction, positive
 
 
 @dataclass
 class ModelConfig:
     kind: str = choice("image", "segmentation")  # segmentation: one-hot label maps, C = labels
-    in_channels: int = 3
-    out_channels: int = 3
-    ch: int = 128
-    ch_mult: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 4])
+    in_channels: int = positive(3)
+    out_channels: int = positive(3)
+    ch: int = positive(128)
+    ch_mult: list[int] = positive([1, 1, 2, 2, 4])
     num_res_blocks: int = 2
     attn_resolutions: list[int] = field(default_factory=lambda: [16])
-    dropout: float = 0.0
-    z_channels: int = 256
-    resolution: int = 256  # nominal input size; places attention at attn_resolutions
-    n_embed: int = 1024
-    embed_dim: int = 256
+    dropout: float = fraction(0.0)
+    z_channels: int = positive(256)
+    resolution: int = positive(256)  # nominal input size; places attention at attn_resolutions
+    n_embed: int = positive(1024)
+    embed_dim: int = positive(256)
     beta: float = 0.25
     legacy_beta: bool = False  # taming's placement: beta on the codebook term
     l2_normalize: bool = False
     codebook_dim: int | None = None  # low-dimensional lookup space (factorised codes)
     ema_codebook: bool = False
-    ema_codebook_decay: float = 0.99
+    ema_codebook_decay: float = fraction(0.99)
     restart_unused_steps: int = 0  # 0 = never restart dead codes
     search_chunk: int | None = None  # rows per nearest-code chunk (None = automatic)
 
@@ -44,16 +44,16 @@ class LossConfig:
     adaptive_weight: bool = True
     adaptive_delta: float = 1e-4
     adaptive_max: float = 1e4
-    disc_ndf: int = 64
+    disc_ndf: int = positive(64)
     disc_layers: int = 3
     lecam_weight: float = 0.0
-    lecam_decay: float = 0.99
+    lecam_decay: float = fraction(0.99)
 
 
 @dataclass
 class VQGANTrainConfig(TrainConfig):
-    lr: float = 4.5e-6 * 12
-    adam_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    lr: float = positive(4.5e-6 * 12)
+    adam_betas: list[float] = fraction([0.5, 0.9])
 
 
 @dataclass

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.config import DataConfig, TrainConfig, choice
+from shared.config import DataConfig, TrainConfig, choice, fraction, positive
 
 
 @dataclass
 class GPTConfig:
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0  # embedding, residual and attention dropout
+    n_layer: int = positive(4)
+    n_head: int = positive(4)
+    n_embd: int = positive(128)
+    dropout: float = fraction(0.0)  # embedding, residual and attention dropout
     window: list[int] | None = None  # training window [h, w] in tokens; None = whole code grid
 
 
@@ -24,12 +24,12 @@ class AdatPriorConfig:
     the nearest codes) and its discriminator; ``train.lr`` and ``train.adam_betas`` drive the
     generator's Adam."""
 
-    z_dim: int = 128
-    dims: list[int] = field(default_factory=lambda: [256, 128])  # widths, coarse to full grid
-    heads: int = 4
-    mlp_dim: int = 512
-    d_dim: int = 128  # discriminator width
-    lr_d: float = 2e-4
+    z_dim: int = positive(128)
+    dims: list[int] = positive([256, 128])  # widths, coarse to full grid
+    heads: int = positive(4)
+    mlp_dim: int = positive(512)
+    d_dim: int = positive(128)  # discriminator width
+    lr_d: float = positive(2e-4)
     r1_gamma: float = 0.1  # weight of gamma/2 * R1 on the embedded real grids
     noise: float = 1.0  # std of the instance noise on every grid D sees (unit-scaled codebook)
 
@@ -38,24 +38,28 @@ class AdatPriorConfig:
 class ConditionConfig:
     # auto: spatial with a cond tokenizer, class when the data has labels, else none
     kind: str = choice("auto", "none", "class", "spatial", "coord")
-    class_dropout: float = 0.1  # label dropout that trains the null class for --cfg-scale
-    coord_tokens: int = 1024  # vocabulary of coordinate tokens (taming's CoordStage: 1024)
+    class_dropout: float = fraction(0.1)  # label dropout that trains the null class for --cfg-scale
+    coord_tokens: int = positive(
+        1024
+    )  # vocabulary of coordinate tokens (taming's CoordStage: 1024)
 
 
 @dataclass
 class CodesConfig:
     cache_dir: str | None = None  # None: $TWOSTAGE_CACHE/codes or ~/.cache/twostage/codes
     max_images: int | None = None  # use the first N training images (None = all)
-    batch_size: int = 64  # images per encoder batch during extraction
+    batch_size: int = positive(64)  # images per encoder batch during extraction
 
 
 @dataclass
 class PriorTrainConfig(TrainConfig):
-    batch_size: int = 32
-    lr: float = 3e-4
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    batch_size: int = positive(32)
+    lr: float = positive(3e-4)
+    adam_betas: list[float] = fraction([0.9, 0.95])
     weight_decay: float = 0.01  # on Linear weights only
-    pkeep: float = 1.0  # keep probability of each input token (else replaced by a random one)
+    pkeep: float = fraction(
+        1.0
+    )  # keep probability of each input token (else replaced by a random one)
     sample_temperature: float = 1.0
     sample_top_k: int | None = None
 
