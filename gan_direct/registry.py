@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from shared.config import ConfigError
+from shared.pretrained import build_checked
 
 # name -> "module:Class"; a network class carries its spec dataclass as ``spec_class``
 GENERATORS = {
@@ -93,7 +94,4 @@ def build(role: str, resolved: dict[str, Any]) -> nn.Module:
     """The network of a :func:`resolve`-d config section."""
     args = dict(resolved)
     cls = network_class(role, args.pop("name"))
-    try:
-        return cls(**args)
-    except ValueError as e:
-        raise ConfigError(f"{role} '{cls.__name__}': {e}") from None
+    return build_checked(lambda: cls(**args), f"{role} '{cls.__name__}'", ConfigError)

@@ -46,6 +46,7 @@ __all__ = [
     "Placeholder",
     "load_torch_checkpoint",
     "load_weights",
+    "one_line",
     "save_weights",
     "split_prefix",
 ]
@@ -116,7 +117,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
         try:
             return dict(load_file(str(path), device="cpu"))
         except Exception as exc:
-            raise CheckpointError(f"cannot read safetensors file {path}: {_one_line(exc)}") from exc
+            raise CheckpointError(f"cannot read safetensors file {path}: {one_line(exc)}") from exc
     if suffix in TORCH_SUFFIXES:
         checkpoint = load_torch_checkpoint(path)
         state_dict = checkpoint.get("state_dict", checkpoint)
@@ -166,7 +167,8 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(f"checkpoint file is empty (0 bytes): {path}")
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``Type: first sentence`` of an exception, at most ~160 characters."""
     lines = str(exc).strip().splitlines()
     first = lines[0].split(". ")[0][:160] if lines else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
@@ -175,7 +177,7 @@ def _one_line(exc: BaseException) -> str:
 def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
     return CheckpointError(
         f"cannot read checkpoint {path} (corrupt, truncated or not a PyTorch checkpoint): "
-        f"{_one_line(exc)}"
+        f"{one_line(exc)}"
     )
 
 

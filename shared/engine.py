@@ -20,14 +20,26 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
+from accelerate.utils import load as accelerate_load
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from shared.checkpoint import (
+    CheckpointError,
+    load_torch_checkpoint,
+    load_weights,
+    one_line,
+    save_weights,
+    split_prefix,
+)
 from shared.config import TrainConfig, save_yaml, to_dict
 from shared.ema import EMA
 from shared.images import save_grid
-from shared.run import checkpoints, latest_checkpoint, prepare_run_dir, read_metrics
+from shared.pretrained import load_state
+from shared.run import RunError, checkpoints, latest_checkpoint, prepare_run_dir, read_metrics
+
+EXTRA_STATE = "extra_state.safetensors"  # EMA weights and task state of a checkpoint
 
 
 class TrainingDiverged(RuntimeError):
@@ -133,14 +145,11 @@ class Trainer:
         self.ema = None
         if task.ema_model and cfg.ema_decay > 0:
             self.ema = EMA(acc.unwrap_model(task.models[task.ema_model]), cfg.ema_decay)
-            acc.register_for_checkpointing(self.ema)
-        for obj in task.state.values():
-            acc.register_for_checkpointing(obj)
         if resume:
             found = latest_checkpoint(self.run_dir)
             if found is not None:
                 self.step, folder = found
-                acc.load_state(str(folder))
+                self.load_checkpoint(folder)
                 if acc.is_main_process:
                     self._drop_metrics_after(self.step)
                 acc.print(f"resumed from {folder} (step {self.step})")
@@ -284,26 +293,68 @@ class Trainer:
             save_grid(images, self.run_dir / "samples" / f"step_{self.step:06d}.png")
 
     def save_checkpoint(self) -> Path:
-        """``save_state`` into a hidden folder, then rename it to ``step_NNNNNN`` (atomic)."""
+        """``save_state`` (weights as safetensors, optimizer and RNG states) plus the EMA and task
+        state as ``extra_state.safetensors`` into a hidden folder, then rename it to
+        ``step_NNNNNN`` (atomic). A failed write (disk full, read-only folder) removes the hidden
+        folder and stops with a one-line :class:`RunError`; earlier checkpoints stay intact."""
         acc = self.accelerator
         root = self.run_dir / "checkpoints"
         final, tmp = root / f"step_{self.step:06d}", root / f".tmp_step_{self.step:06d}"
+        try:
+            if acc.is_main_process:
+                for stale in root.glob(".tmp_step_*"):  # left by a killed run
+                    shutil.rmtree(stale, ignore_errors=True)
+                tmp.mkdir(parents=True)
+            acc.wait_for_everyone()
+            acc.save_state(str(tmp), safe_serialization=True)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                save_weights(self.extra_state(), tmp / EXTRA_STATE)
+                (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step}))
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            reason = _write_failure(exc, root)
+            raise RunError(f"cannot write checkpoint {final}: {reason}") from None
         if acc.is_main_process:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": self.step}))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
             for _, old in checkpoints(self.run_dir)[: -max(self.cfg.keep_checkpoints, 1)]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
         return final
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """The EMA weights (``ema.*``) and the task's state objects (``NAME.*``) as tensors."""
+        out = {f"ema.{k}": v for k, v in self.ema.state_dict().items()} if self.ema else {}
+        for name, obj in self.task.state.items():
+            out.update({f"{name}.{k}": v for k, v in obj.state_dict().items()})
+        return out
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint`. Nothing in it can run code:
+        weights and the extra state are safetensors, the optimizer and RNG files are read by
+        ``torch.load(weights_only=True)``; any bad file is a one-line :class:`CheckpointError`."""
+        acc = self.accelerator
+        rng = folder / f"random_states_{acc.process_index}.pkl"
+        try:
+            if rng.is_file():  # accelerate ignores a bad one silently: the run would change
+                accelerate_load(rng)
+            acc.load_state(str(folder))
+        except Exception as exc:
+            raise CheckpointError(f"cannot resume from {folder}: {one_line(exc)}") from None
+        extra = folder / EXTRA_STATE
+        state = load_weights(extra) if extra.is_file() else {}
+        objects = {"ema": self.ema} if self.ema is not None else {}
+        for i, (name, obj) in enumerate({**objects, **self.task.state}.items()):
+            part = split_prefix(state, name)
+            if not extra.is_file():  # written before extra_state: accelerate's numbered files
+                part = dict(load_torch_checkpoint(folder / f"custom_checkpoint_{i}.pkl"))
+            module = obj.shadow if isinstance(obj, EMA) else obj
+            if isinstance(module, nn.Module):
+                load_state(module, part, f"{folder} ({name})")
+            else:
+                module.load_state_dict(part)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -355,7 +406,7 @@ def train_run(
     """Create (or reuse) the run folder ``output`` with ``config.yaml`` (the dataclass
     ``config``, whose ``train`` field drives the loop) and any extra text ``files``, then fit."""
     if accelerator.is_main_process:
-        prepare_run_dir(output, overwrite=overwrite, resume=resume)
+        prepare_run_dir(output, overwrite=overwrite, resume=resume, files=tuple(files or ()))
         save_yaml(config, output / "config.yaml")
         for name, text in (files or {}).items():
             (output / name).write_text(text)
@@ -401,6 +452,19 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path) -> Accelerator:
         log_with="tensorboard",
         project_config=project,
     )
+
+
+def _write_failure(exc: Exception, folder: Path) -> str:
+    """Why a write into ``folder`` failed, in words (torch hides ENOSPC in its own message)."""
+    try:
+        free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    except OSError:
+        free = None
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if free is not None and free < 64 * 2**20:
+        return f"no space left on the disk ({free / 2**20:.1f} MiB free)"
+    return one_line(exc)
 
 
 def _flat_hparams(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
-from shared.checkpoint import CheckpointError, load_weights, save_weights
+from shared.checkpoint import CheckpointError, load_weights, one_line, save_weights
+from shared.limits import check_limit
 
 M = TypeVar("M", bound="Pretrained")
+N = TypeVar("N", bound=nn.Module)
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
@@ -38,14 +42,54 @@ class Pretrained(nn.Module):
         config_path = folder / CONFIG_FILE
         if not config_path.is_file():
             raise CheckpointError(f"{folder} has no {CONFIG_FILE}; not an exported model folder")
-        meta = json.loads(config_path.read_text())
+        meta = read_json(config_path)
         if meta.get("model_type") != cls.model_type:
             raise CheckpointError(
                 f"{folder} holds a '{meta.get('model_type')}' model, not a '{cls.model_type}'"
             )
-        model = cls(**meta["config"])
+        config = meta.get("config")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{config_path}: 'config' must be a mapping of arguments")
+        model = build_checked(lambda: cls(**config), str(config_path))
         load_state(model, load_weights(folder / WEIGHTS_FILE), str(folder))
         return model.eval()
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path`` (size-limited); anything else is a :class:`CheckpointError`."""
+    check_limit("config_bytes", path.stat().st_size, str(path))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def build_checked(
+    factory: Callable[[], N], what: str, error: type[ValueError] = CheckpointError
+) -> N:
+    """``factory()`` (a network), first built on the meta device (no memory) so that bad or
+    oversized arguments fail before anything is allocated: wrong types are one-line ``error``s
+    naming ``what``, too many parameters a :class:`LimitError`."""
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise error(f"{what}: {one_line(exc)}") from None
+    except (NotImplementedError, RuntimeError):
+        probe = None  # computes on its tensors while building: counted once built
+    if probe is not None:
+        count = sum(p.numel() for p in probe.parameters())
+        check_limit("parameters", count, f"the network of {what}")
+    try:
+        model = factory()
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise error(f"{what}: {one_line(exc)}") from None
+    if probe is None:
+        check_limit("parameters", sum(p.numel() for p in model.parameters()), what)
+    return model
 
 
 def load_state(model: nn.Module, state: dict, source: str) -> None:

@@ -10,6 +10,16 @@ from pathlib import Path
 
 CHECKPOINT_RE = re.compile(r"^step_(\d{6,})$")
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.jsonl")
+OWNER_FILE = ".twostage.json"  # written by the project into every folder it may later replace
+RUN_ENTRIES = (
+    "config.yaml",
+    "checkpoints",
+    "samples",
+    "logs",
+    "model",
+    "metrics.jsonl",
+    "training.gif",
+)
 
 
 class RunError(ValueError):
@@ -20,15 +30,49 @@ def is_run_dir(path: Path) -> bool:
     return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+def claim(path: Path, kind: str, entries: list[str] | tuple[str, ...]) -> None:
+    """Mark ``path`` as a ``kind`` folder ("run", "demo") made by twostage, whose top-level
+    ``entries`` twostage wrote (or will write); only such a folder is ever replaced."""
+    record = {"kind": kind, "entries": sorted(set(entries))}
+    (path / OWNER_FILE).write_text(json.dumps(record, indent=1))
+
+
+def check_replaceable(path: Path, kind: str) -> None:
+    """Raise :class:`RunError` unless ``path`` is a ``kind`` folder twostage made and it holds
+    nothing but what twostage wrote there (so ``--overwrite`` loses no file of the user's)."""
+    try:
+        record = json.loads((path / OWNER_FILE).read_text())
+        entries = set(record["entries"]) | {OWNER_FILE}
+        owned = record["kind"] == kind
+    except (OSError, ValueError, KeyError, TypeError):
+        owned = False
+    if not owned:
+        raise RunError(
+            f"refusing to overwrite {path}: it is not a twostage {kind} folder "
+            f"(no {OWNER_FILE} of kind '{kind}'); choose a new --output or delete it yourself"
+        )
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in entries)
+    if foreign:
+        raise RunError(
+            f"refusing to overwrite {path}: it holds files twostage did not write "
+            f"({', '.join(foreign[:3])}); move them out or choose a new --output"
+        )
+
+
+def prepare_run_dir(
+    path: str | Path, overwrite: bool = False, resume: bool = False, files: tuple[str, ...] = ()
+) -> Path:
     """Create the run folder; refuse to reuse one unless ``resume`` or ``overwrite`` is given.
 
-    ``overwrite`` deletes an earlier run only, never a non-empty folder that is not a run."""
+    ``overwrite`` replaces only a run folder twostage made that holds nothing else (see
+    :func:`check_replaceable`); ``files`` are extra top-level names the run writes."""
     path = Path(path)
     if check_run_dir(path, overwrite, resume) == "replace":
         shutil.rmtree(path)
     for sub in ("checkpoints", "samples", "logs"):
         (path / sub).mkdir(parents=True, exist_ok=True)
+    if not resume or (path / OWNER_FILE).is_file():
+        claim(path, "run", (*RUN_ENTRIES, *files))
     return path
 
 
@@ -44,8 +88,7 @@ def check_run_dir(path: Path, overwrite: bool = False, resume: bool = False) -> 
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise RunError(f"{path} already exists; pass --resume to continue it or --overwrite")
-        if not is_run_dir(path):
-            raise RunError(f"refusing to overwrite {path}: it is not a twostage run folder")
+        check_replaceable(path, "run")
         return "replace"
     return "new"
 

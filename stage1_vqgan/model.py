@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from shared.pretrained import Pretrained
+from shared.pretrained import Pretrained, build_checked
 from stage1_vqgan.autoencoder import Decoder, Encoder
 from stage1_vqgan.config import ModelConfig
 from stage1_vqgan.quantizer import QuantizerOutput, VectorQuantizer
@@ -57,7 +57,11 @@ class VQModel(Pretrained):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> VQModel:
-        return cls(**dataclasses.asdict(cfg))
+        """A fresh tokenizer; oversized or inconsistent settings are one-line errors."""
+        from shared.config import ConfigError
+
+        kwargs = dataclasses.asdict(cfg)
+        return build_checked(lambda: cls(**kwargs), "model (tokenizer config)", ConfigError)
 
     @property
     def downsample_factor(self) -> int:

@@ -4,12 +4,11 @@ folder (its exported model, else its latest checkpoint), or a taming-transformer
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_weights
 from shared.config import build_config, read_preset
-from shared.pretrained import CONFIG_FILE, load_state
+from shared.pretrained import CONFIG_FILE, build_checked, load_state, read_json
 from shared.release import resolve_checkpoint
 from shared.run import latest_checkpoint
 from stage1_vqgan.load import load_tokenizer
@@ -40,7 +39,8 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
     if (folder / "config.yaml").is_file() and (folder / SPEC_FILE).is_file() and found:
         cfg = build_config(PriorConfig, read_preset(str(folder / "config.yaml"), "stage2_prior"))
         net_class = AdatPriorGenerator if cfg.prior == "adatgan" else GPTPrior
-        net = net_class(**json.loads((folder / SPEC_FILE).read_text()))
+        spec = read_json(folder / SPEC_FILE)
+        net = build_checked(lambda: net_class(**spec), str(folder / SPEC_FILE))
         load_state(net, load_weights(found[1] / "model.safetensors"), str(found[1]))
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.tokenizer_config)
         cond = None
@@ -54,7 +54,7 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
 
 
 def _load_exported(folder: Path) -> Prior:
-    model_type = json.loads((folder / CONFIG_FILE).read_text()).get("model_type")
+    model_type = read_json(folder / CONFIG_FILE).get("model_type")
     net_class = NETWORKS.get(model_type)
     if net_class is None:
         raise CheckpointError(

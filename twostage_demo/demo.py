@@ -28,7 +28,7 @@ from PIL import Image
 from shared.cli import run_main
 from shared.images import save_grid, save_png
 from shared.release import release_quality
-from shared.run import RunError, read_metrics
+from shared.run import RunError, check_replaceable, claim, read_metrics
 from twostage_demo.pipeline import CLIP_PROMPT, RELEASE_PRIORS, SCALES, WIDE_TILES, Step, plan
 
 MARKER = "demo.json"  # what makes a folder a demo folder (the plan, the timings, the figures)
@@ -70,24 +70,29 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             "seconds": round(time.perf_counter() - begun, 1),
         }
         (out / MARKER).write_text(json.dumps(record, indent=2))
+        claim(out, "demo", [p.name for p in out.iterdir()])
     record["minutes"] = round((time.perf_counter() - started) / 60, 2)
     (out / MARKER).write_text(json.dumps(record, indent=2))
     from twostage_demo.report import write_index
 
     index = write_index(out, record)
+    claim(out, "demo", [p.name for p in out.iterdir()])
     print(f"\ndemo done in {record['minutes']} min: open {index}")
     return 0
 
 
 def prepare_demo_dir(out: Path, overwrite: bool) -> Path:
-    """An empty folder for the demo; an earlier demo is replaced only with ``overwrite``."""
+    """An empty folder for the demo; an earlier demo is replaced only with ``overwrite``, and
+    only when it holds nothing but what the demo wrote (see :func:`check_replaceable`)."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--output {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise RunError(f"{out} already exists; pass --overwrite to replace it")
-        if not (out / MARKER).is_file():
-            raise RunError(f"refusing to overwrite {out}: it is not a twostage demo folder")
+        check_replaceable(out, "demo")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    claim(out, "demo", [])
     return out
 
 
