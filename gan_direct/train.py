@@ -391,10 +391,9 @@ def train(
 def load_generator(path: str | Path):
     """The (EMA) generator in eval mode from a run folder, its ``model`` folder or the
     ``model/generator`` folder itself, whatever its registered kind."""
-    import json
 
     from shared.checkpoint import CheckpointError
-    from shared.pretrained import CONFIG_FILE
+    from shared.pretrained import CONFIG_FILE, read_json
     from shared.release import resolve_checkpoint
 
     path = resolve_checkpoint(path)
@@ -402,7 +401,7 @@ def load_generator(path: str | Path):
         raise CheckpointError(f"checkpoint not found: {path}")
     for folder in (path, path / "generator", path / "model" / "generator"):
         if (folder / CONFIG_FILE).is_file():
-            kind = json.loads((folder / CONFIG_FILE).read_text()).get("model_type")
+            kind = read_json(folder / CONFIG_FILE).get("model_type")
             classes = model_types()
             if kind not in classes or not kind.endswith("-generator"):
                 raise CheckpointError(f"{folder} holds a '{kind}' model, not a GAN generator")
