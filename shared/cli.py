@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 COMMANDS = {
-    "vqgan": ("stage1_vqgan.cli", "tokenizer: train | reconstruct | encode | decode"),
+    "vqgan": ("stage1_vqgan.cli", "tokenizer: train | reconstruct | encode | decode | benchmark"),
     "prior": ("stage2_prior.cli", "GPT prior over codes: train | nll | sample"),
     "gan": ("gan_direct.cli", "one-stage pixel GANs: train | sample"),
     "segment": ("segmentation.cli", "U-Net semantic segmentation: train | predict"),
@@ -74,18 +74,23 @@ def run_main(
 
 
 def add_training_flags(p: argparse.ArgumentParser) -> None:
-    """The flags every ``train`` command takes, plus trailing ``key=value`` overrides."""
+    """The flags every ``train`` command takes, plus ``key=value`` overrides (anywhere among
+    the flags with :class:`shared.options.ArgumentParser`)."""
+    from shared.options import non_negative_int, positive_int, seed
+
     p.add_argument(
         "--config",
         required=False,
         help="preset name or YAML file" + " (required unless --resume)",
     )
     p.add_argument("--data", help="image folder or builtin:shapes|fashion-mnist|photos")
-    p.add_argument("--resolution", type=int, help="training image size (pixels)")
-    p.add_argument("--batch-size", type=int, help="images per process per step")
-    p.add_argument("--max-steps", type=int, help="optimizer steps to train for")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--resolution", type=positive_int, help="training image size (pixels)")
+    p.add_argument("--batch-size", type=positive_int, help="images per process per step")
+    p.add_argument("--max-steps", type=positive_int, help="optimizer steps to train for")
+    p.add_argument(
+        "--checkpoint-every", type=non_negative_int, help="steps between checkpoints (0: at the end)"
+    )
+    p.add_argument("--seed", type=seed, help="random seed (0 to 2**32-1)")
     p.add_argument("--output", required=True, help="run folder to create (or resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
@@ -154,8 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv or argv[0] not in COMMANDS:
-        parser.parse_args(argv or ["--help"])
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    if argv[0] not in COMMANDS:
+        parser.parse_args(argv)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return module.main(argv[1:], prog=f"twostage {argv[0]}")

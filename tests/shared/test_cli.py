@@ -31,3 +31,9 @@ def test_umbrella_cli_help_version_and_one_line_errors(tmp_path, capsys):
         == 2
     )
     assert "error:" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_no_command_prints_the_commands_and_fails(capsys):
+    assert twostage([]) == 2
+    err = capsys.readouterr().err
+    assert "benchmark" in err and "vqgan" in err and "demo" in err
