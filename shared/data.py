@@ -348,8 +348,9 @@ def _split_items(items: list[tuple], val_fraction: float, split: str) -> list[tu
 
 
 def _path_hash(text: str) -> float:
-    """A stable pseudo-random number in [0, 1) for ``text``."""
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    """A stable pseudo-random number in [0, 1) for ``text`` (a path; a file name that is not
+    UTF-8 reaches Python with surrogate escapes, which encode back to its own bytes)."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
 

@@ -15,14 +15,16 @@ from accelerate.utils import set_seed
 from shared.config import ConfigError
 from shared.data import build_dataset
 from shared.engine import Task, Trainer, make_accelerator, train_run
-from shared.run import check_run_dir
+from shared.run import RunError, check_run_dir
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
 from stage2_prior.adatgan_prior import AdatPriorGenerator, AdatPriorTask
-from stage2_prior.codes import CodeWindows, extract_codes
+from stage2_prior.codes import CodeWindows, extract_codes, tokenizer_identity
 from stage2_prior.config import PriorConfig
 from stage2_prior.gpt import GPTPrior, bits_per_dim
 from stage2_prior.prior import SPEC_FILE, Prior
+
+TOKENIZERS_FILE = "tokenizers.json"  # in the run folder: what the codes were made with
 
 
 class PriorTask(Task):
@@ -217,6 +219,17 @@ def train(
             f"data.channels ({cfg.data.channels}) must equal the tokenizer's input channels "
             f"({tokenizer.config['in_channels']})"
         )
+    identity = tokenizer_identity(tokenizer, cond_tok)
+    record = {
+        "tokenizer": {"path": cfg.tokenizer, "fingerprint": identity["tokenizer"]},
+        "cond_tokenizer": (
+            {"path": cfg.cond_tokenizer, "fingerprint": identity["cond_tokenizer"]}
+            if cond_tok is not None
+            else None
+        ),
+    }
+    if resume:
+        check_tokenizers(output, record)
     val_images = build_dataset(cfg.data, "val", seed=cfg.train.seed)
     prior = build_prior(cfg, tokenizer, cond_tok, val_images.num_classes)
     encode_maps = prior.encode_condition if cond_tok is not None else None
@@ -233,6 +246,7 @@ def train(
                 cache_dir=cfg.codes.cache_dir,
                 device=device,
                 progress=accelerator.is_main_process and cfg.train.progress,
+                identity=identity,
             )
             for split in ("train", "val")
             if split == "train" or len(val_images)
@@ -259,5 +273,34 @@ def train(
         accelerator,
         resume=resume,
         overwrite=overwrite,
-        files={SPEC_FILE: spec_json},
+        files={SPEC_FILE: spec_json, TOKENIZERS_FILE: json.dumps(record, indent=2) + "\n"},
     )
+
+
+def check_tokenizers(run_dir: Path, record: dict) -> None:
+    """Refuse to resume ``run_dir`` when a tokenizer it was trained with has changed since
+    (retrained in place, replaced): its codes would mean something else. Runs from before the
+    record was kept resume as they are."""
+    path = run_dir / TOKENIZERS_FILE
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text())
+        if not isinstance(before, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise RunError(
+            f"cannot read {path} ({e}); restore it, or train the prior again with --overwrite"
+        ) from None
+    for role, now in record.items():
+        was = before.get(role) if isinstance(before.get(role), dict) else None
+        old = was.get("fingerprint") if was else None
+        new = now["fingerprint"] if now else None
+        if old != new:
+            name = role.replace("_", " ")
+            where = (now or was or {}).get("path", "")
+            raise RunError(
+                f"cannot resume {run_dir}: its {name} {where} changed since the prior was "
+                f"trained (weights {old or 'none'} -> {new or 'none'}); restore that {name}, "
+                "or train the prior again with --overwrite"
+            )

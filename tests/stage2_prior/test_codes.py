@@ -1,4 +1,11 @@
-"""The code cache (reused, rebuilt when the tokenizer changes) and window crops."""
+"""The code cache (reused, rebuilt when the tokenizer changes, checked when read, written
+atomically, blind to the global RNG) and window crops."""
+
+import hashlib
+import json
+import os
+import random
+import threading
 
 import numpy as np
 import pytest
@@ -9,7 +16,7 @@ from shared.config import DataConfig, build_config, read_preset
 from shared.data import DataError
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.model import VQModel
-from stage2_prior.codes import CodeSet, CodeWindows, extract_codes
+from stage2_prior.codes import CodeSet, CodeWindows, extract_codes, load_code_set
 from stage2_prior.gpt import coord_tokens
 
 
@@ -118,3 +125,152 @@ def test_image_like_condition_maps_are_scaled_to_the_tokenizer_range(tokenizer):
     assert torch.equal(prior.encode_condition(maps), expected)
     with pytest.raises(ValueError, match="no condition tokenizer"):
         Prior(net, tokenizer).encode_condition(maps)
+
+
+def test_extraction_leaves_the_global_random_state_untouched(tokenizer, tmp_path):
+    """A cold cache and a warm one must leave training the same random stream."""
+    data = DataConfig(source="builtin:shapes", resolution=32, flip=True)
+    torch.manual_seed(5)
+    np.random.seed(5)  # noqa: NPY002 (what accelerate's set_seed seeds)
+    random.seed(5)
+    before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()  # noqa: NPY002
+    tokenizer.train()
+    codes, _ = extract_codes(
+        tokenizer, data, "train", max_images=8, cache_dir=tmp_path, progress=False
+    )
+    assert tokenizer.training  # the tokenizer encoded in eval mode and was given back as it was
+    tokenizer.eval()
+    after = torch.get_rng_state(), np.random.get_state()[1], random.getstate()  # noqa: NPY002
+    assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    assert before[2] == after[2]
+    again, _ = extract_codes(
+        tokenizer, data, "train", max_images=8, cache_dir=tmp_path / "b", progress=False
+    )
+    assert np.array_equal(codes.codes, again.codes)  # the extraction itself is deterministic
+
+
+def _rewrite(folder, name, array, rehash=True):
+    """Replace ``name``.npy; with ``rehash`` also its hash in meta.json (a careful tamperer)."""
+    np.save(folder / f"{name}.npy", array, allow_pickle=True)
+    if rehash:
+        meta = json.loads((folder / "meta.json").read_text())
+        meta["sha256"][name] = hashlib.sha256((folder / f"{name}.npy").read_bytes()).hexdigest()
+        (folder / "meta.json").write_text(json.dumps(meta))
+
+
+class Payload:
+    """Writes a file when unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_damaged_or_tampered_cache_is_encoded_again_with_a_warning(tokenizer, tmp_path):
+    data = DataConfig(source="builtin:shapes", resolution=32)
+    kw = dict(max_images=6, cache_dir=tmp_path / "c", progress=False)
+    good, folder = extract_codes(tokenizer, data, "train", **kw)
+    ran = tmp_path / "payload-ran"
+    bad_codes = good.codes.copy()
+    bad_codes[0, 0, 0] = 256  # one code past the vocabulary: an IndexError in training
+    tamperings = {
+        "vocabulary": lambda: _rewrite(folder, "codes", bad_codes),
+        "shape": lambda: _rewrite(folder, "codes", good.codes[:, :4]),
+        "labels": lambda: _rewrite(folder, "labels", good.labels + 40),
+        "hash": lambda: _rewrite(folder, "codes", good.codes + 1, rehash=False),
+        "meta.json": lambda: (folder / "meta.json").write_text("{not json"),
+        "pickle": lambda: _rewrite(folder, "codes", np.array([Payload(ran)], dtype=object)),
+        "missing": lambda: (folder / "labels.npy").unlink(),
+    }
+    for what, tamper in tamperings.items():
+        tamper()
+        with pytest.warns(UserWarning, match="unusable") as caught:
+            codes, again = extract_codes(tokenizer, data, "train", **kw)
+        assert again == folder and np.array_equal(codes.codes, good.codes), what
+        assert len(caught) == 1 and len(str(caught[0].message).splitlines()) == 1
+        if what in ("vocabulary", "shape", "labels", "hash"):
+            assert what in str(caught[0].message)
+        assert np.array_equal(load_code_set(folder).codes, good.codes), what  # healed on disk
+        assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name], what
+    assert not ran.exists()  # cached arrays never unpickle
+
+
+def test_a_file_name_that_is_not_utf8_enters_the_cache_key(tokenizer, tmp_path):
+    images = os.path.join(os.fsencode(tmp_path), b"images")
+    os.mkdir(images)
+    names = [b"plain.png", b"caf\xe9-latin1.png", b"\xff\xfe.png"]
+    try:
+        for i, name in enumerate(names):
+            path = os.fsdecode(os.path.join(images, name))
+            Image.new("RGB", (32, 32), (i * 90, 20, 20)).save(path)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    data = DataConfig(source=os.fsdecode(images), resolution=32, flip=False, val_fraction=0.4)
+    kw = dict(cache_dir=tmp_path / "c", progress=False)
+    (train, folder), (val, val_folder) = (extract_codes(tokenizer, data, s, **kw) for s in SPLITS)
+    assert len(train) + len(val) == 3 and len(train) and len(val)
+    assert extract_codes(tokenizer, data, "train", **kw)[1] == folder  # a stable key
+    os.rename(os.path.join(images, names[2]), os.path.join(images, b"\xfe\xff.png"))
+    moved = tuple(extract_codes(tokenizer, data, s, **kw)[1] for s in SPLITS)
+    assert moved != (folder, val_folder)  # the name's bytes are in the key
+
+
+SPLITS = ("train", "val")
+
+
+def test_concurrent_extractions_write_one_complete_cache_and_agree(tokenizer, tmp_path):
+    """Three runs encode at once (each a little differently); one folder wins, every run
+    trains on its codes, and a reader never sees a partial folder."""
+    data = DataConfig(source="builtin:shapes", resolution=32)
+    cache = tmp_path / "c"
+    writers = 3
+    barrier = threading.Barrier(writers)
+
+    class Shifted(Counting):
+        def __init__(self, tok, shift):
+            super().__init__(tok)
+            self.shift = shift
+
+        def encode(self, x):
+            barrier.wait(timeout=30)  # every writer finds the cache cold
+            return (self.tok.encode(x) + self.shift) % 256
+
+    results, problems, done = {}, [], threading.Event()
+
+    def write(shift):
+        try:
+            results[shift] = extract_codes(
+                Shifted(tokenizer, shift),
+                data,
+                "train",
+                max_images=8,
+                cache_dir=cache,
+                progress=False,
+            )
+        except Exception as e:  # noqa: BLE001 (reported below)
+            problems.append(repr(e))
+
+    def read():
+        while not done.is_set():
+            for folder in cache.glob("[!.]*"):
+                try:
+                    load_code_set(folder)
+                except Exception as e:  # noqa: BLE001
+                    problems.append(f"reader: {e!r}")
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in range(writers)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    done.set()
+    reader.join(60)
+    assert not problems
+    (first, folder), *rest = results.values()
+    assert all(f == folder and np.array_equal(c.codes, first.codes) for c, f in rest)
+    assert np.array_equal(load_code_set(folder).codes, first.codes)
+    assert [p.name for p in cache.iterdir()] == [folder.name]  # no temporary folders left
