@@ -5,6 +5,7 @@ the layout of its vocabulary and the condition tokens that precede the image tok
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 from dataclasses import dataclass
@@ -149,6 +150,9 @@ class GPTPrior(Pretrained):
             self.transformer = GPT2Model(gpt_cfg)
         finally:
             quiet.setLevel(level)
+        # the key/value cache's name: ``cache`` since transformers 5.2x, ``past_key_values`` before
+        forward_args = inspect.signature(GPT2Model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         self.head = nn.Linear(spec.n_embd, spec.n_codes, bias=False)
         nn.init.normal_(self.head.weight, std=0.02)
 
@@ -160,8 +164,9 @@ class GPTPrior(Pretrained):
         self, tokens: torch.Tensor, past=None, use_cache: bool = False
     ) -> tuple[torch.Tensor, object]:
         """tokens (B,T) ids -> (next-image-token logits (B,T,n_codes), key/value cache or None)."""
-        out = self.transformer(input_ids=tokens, past_key_values=past, use_cache=use_cache)
-        return self.head(out.last_hidden_state), out.past_key_values if use_cache else None
+        out = self.transformer(input_ids=tokens, **{self._cache_arg: past}, use_cache=use_cache)
+        cache = getattr(out, self._cache_arg) if use_cache else None
+        return self.head(out.last_hidden_state), cache
 
     # -- conditions ----------------------------------------------------------------------------
 
