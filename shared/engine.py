@@ -405,6 +405,7 @@ def train_run(
 ) -> Path:
     """Create (or reuse) the run folder ``output`` with ``config.yaml`` (the dataclass
     ``config``, whose ``train`` field drives the loop) and any extra text ``files``, then fit."""
+    fresh = not resume and not (output.exists() and any(output.iterdir()))
     if accelerator.is_main_process:
         prepare_run_dir(output, overwrite=overwrite, resume=resume, files=tuple(files or ()))
         save_yaml(config, output / "config.yaml")
@@ -421,7 +422,12 @@ def train_run(
         accelerator=accelerator,
         hparams=to_dict(config),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except BaseException:
+        if fresh and accelerator.is_main_process and latest_checkpoint(output) is None:
+            shutil.rmtree(output, ignore_errors=True)  # nothing to resume: not in the retry's way
+        raise
     return output
 
 

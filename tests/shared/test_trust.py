@@ -317,3 +317,20 @@ def test_the_meta_probe_builds_every_network_the_same_way():
         (k, v.shape) for k, v in real.state_dict().items()
     ]
     assert all(not p.is_meta for p in real.parameters()) and isinstance(real, nn.Module)
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_in_the_way(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["vqgan", "train", "--config", "vqgan-tiny", "--data", "builtin:shapes"]
+    argv += [
+        "--resolution",
+        "16",
+        "--output",
+        str(run),
+        "train.batch_size=2",
+        "model.ch_mult=[1,2]",
+    ]
+    argv += ["train.max_steps=2", "train.num_workers=0", "model.attn_resolutions=[]"]
+    assert twostage([*argv, "train.lr=1e30", "loss.disc_start=0", "train.checkpoint_every=5"]) == 2
+    assert "non-finite" in capsys.readouterr().err and not run.exists()
+    assert twostage(argv) == 0 and latest_checkpoint(run)[0] == 2  # the retry needs no flag
