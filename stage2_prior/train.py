@@ -15,6 +15,7 @@ from accelerate.utils import set_seed
 from shared.config import ConfigError
 from shared.data import build_dataset
 from shared.engine import Task, Trainer, make_accelerator, train_run
+from shared.pretrained import build_checked
 from shared.run import RunError, check_run_dir
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
@@ -157,7 +158,7 @@ def build_prior(
         "coord": cfg.condition.coord_tokens,
     }.get(kind, 0)
     m = cfg.model
-    net = GPTPrior(
+    spec = dict(
         n_codes=tokenizer.n_embed,
         window=window,
         condition=kind,
@@ -170,6 +171,7 @@ def build_prior(
         dropout=m.dropout,
         coord_factor=f,
     )
+    net = build_checked(lambda: GPTPrior(**spec), "model (GPT prior config)", ConfigError)
     return Prior(net, tokenizer, cond_tokenizer)
 
 
@@ -179,20 +181,18 @@ def build_adatgan(
     if kind not in ("none", "class"):
         raise ConfigError(f"prior=adatgan takes condition.kind none or class, not '{kind}'")
     a = cfg.adatgan
-    try:
-        net = AdatPriorGenerator(
-            n_codes=tokenizer.n_embed,
-            window=window,
-            condition=kind,
-            num_classes=num_classes if kind == "class" else 0,
-            z_dim=a.z_dim,
-            dims=a.dims,
-            heads=a.heads,
-            mlp_dim=a.mlp_dim,
-            embed_dim=tokenizer.config["embed_dim"],
-        )
-    except ValueError as e:
-        raise ConfigError(f"adatgan: {e}") from None
+    spec = dict(
+        n_codes=tokenizer.n_embed,
+        window=window,
+        condition=kind,
+        num_classes=num_classes if kind == "class" else 0,
+        z_dim=a.z_dim,
+        dims=a.dims,
+        heads=a.heads,
+        mlp_dim=a.mlp_dim,
+        embed_dim=tokenizer.config["embed_dim"],
+    )
+    net = build_checked(lambda: AdatPriorGenerator(**spec), "adatgan (prior config)", ConfigError)
     net.set_codebook(tokenizer.codebook)
     return net
 
