@@ -11,12 +11,23 @@ import torch
 from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
 from shared.config import build_config
 from shared.data import DataError
+from shared.limits import check_limit
+from shared.options import (
+    ArgumentParser,
+    fraction,
+    integer,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sample_count,
+    seed,
+)
 
 MAX_ROWS = 8  # samples shown in the attention-map and interpolation images
 
 
 def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     t = sub.add_parser("train", help="train a GAN preset (twostage info lists them) on --data")
@@ -28,22 +39,22 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
         required=True,
         help="run or model folder, or a shipped model (fmnist-dcgan, fmnist-adatgan-pixel)",
     )
-    s.add_argument("--num", type=int, default=64, help="number of samples")
+    s.add_argument("--num", type=sample_count, default=64, help="number of samples")
     s.add_argument(
         "--truncation",
-        type=float,
-        help="resample noise components beyond +-T (truncated normal; smaller = safer samples)",
+        type=positive_float,
+        help="T > 0: noise from the normal truncated to +-T (smaller = safer samples)",
     )
     s.add_argument(
         "--psi",
-        type=float,
+        type=fraction,
         help="truncation in W for generators with a mapping network (stylegan): "
-        "w = w_avg + psi (w - w_avg); 0 < psi <= 1",
+        "w = w_avg + psi (w - w_avg); 0 <= psi <= 1",
     )
     s.add_argument(
         "--class",
         dest="label",
-        type=int,
+        type=non_negative_int,
         metavar="K",
         help="class-conditional generators: every sample of class K (default: cycle the classes)",
     )
@@ -54,12 +65,12 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--interpolate",
-        type=int,
+        type=integer(2, limit="samples"),
         metavar="STEPS",
         help="also write spherical interpolations between pairs of noises, STEPS images a row",
     )
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--seed", type=seed, default=0)
+    s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.add_argument("--output", required=True, help="folder for the PNGs")
     s.add_argument("--overwrite", action="store_true", help="replace existing files")
@@ -93,14 +104,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 def truncated_noise(
     n: int, dim: int, truncation: float | None, generator: torch.Generator
 ) -> torch.Tensor:
-    """``(n, dim)`` standard normal noise; with ``truncation`` T every component beyond +-T is
-    drawn again until it falls inside (a truncated normal, BigGAN's truncation trick)."""
-    z = torch.randn(n, dim, generator=generator)
+    """``(n, dim)`` standard normal noise; with ``truncation`` T > 0 each component is drawn
+    from the normal truncated to [-T, T] (BigGAN's truncation trick) by inverting its CDF on
+    a uniform number in [Phi(-T), Phi(T)]: one draw per component, so it ends for any T (a
+    tiny T gives noise near 0) instead of redrawing until a sample lands inside."""
     if truncation is None:
-        return z
-    while (outside := z.abs() > truncation).any():
-        z[outside] = torch.randn(int(outside.sum()), generator=generator)
-    return z
+        return torch.randn(n, dim, generator=generator)
+    if not truncation > 0:
+        raise ValueError(f"truncation must be positive, got {truncation}")
+    bound = torch.special.ndtr(torch.tensor(float(truncation), dtype=torch.float64))
+    u = torch.rand(n, dim, generator=generator, dtype=torch.float64)
+    z = torch.special.ndtri((1 - bound) + u * (2 * bound - 1))
+    return z.float().clamp(-truncation, truncation)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -130,18 +145,13 @@ def heat_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _check_sample_args(args: argparse.Namespace, gen) -> None:
-    if args.num < 1:
-        raise DataError("--num must be at least 1")
-    if args.truncation is not None and args.truncation <= 0:
-        raise DataError("--truncation must be positive")
-    if args.interpolate is not None and args.interpolate < 2:
-        raise DataError("--interpolate needs at least 2 steps")
-    if args.batch_size < 1:
-        raise DataError("--batch-size must be at least 1")
+    if args.interpolate:
+        rows = min(args.num, MAX_ROWS)
+        check_limit(
+            "samples", rows * args.interpolate, f"--interpolate {args.interpolate} x {rows} rows"
+        )
     if args.psi is not None and not hasattr(gen, "w_avg"):
         raise DataError("--psi needs a generator with a mapping network (stylegan)")
-    if args.psi is not None and not 0 <= args.psi <= 1:
-        raise DataError("--psi must be in [0, 1]")
     if args.label is not None and not gen.num_classes:
         raise DataError("--class needs a class-conditional generator (conditional: true)")
     if args.label is not None and not 0 <= args.label < gen.num_classes:

@@ -13,12 +13,13 @@ import torch
 from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
 from shared.config import build_config
 from shared.data import DataError
+from shared.options import ArgumentParser, positive_int
 
 PREVIEW_DIR = "preview"
 
 
 def build_parser(prog: str = "twostage segment") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     t = sub.add_parser("train", help="train a U-Net on --data with masks")
@@ -30,7 +31,9 @@ def build_parser(prog: str = "twostage segment") -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help="an image or a folder of images (recursive)")
     s.add_argument("--output", required=True, help="folder for the label maps")
     s.add_argument("--masks", help="true masks parallel to --input: also print mIoU / accuracy")
-    s.add_argument("--batch-size", type=int, default=8, help="images of one size per forward")
+    s.add_argument(
+        "--batch-size", type=positive_int, default=8, help="images of one size per forward"
+    )
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.add_argument("--overwrite", action="store_true", help="replace existing files")
     return p
@@ -138,13 +141,11 @@ def _batches(
 def cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from segmentation.train import load_unet
+    from segmentation.train import MAX_LABEL_CLASSES, load_unet
     from shared.data import list_images
     from shared.images import save_png
     from stage1_vqgan.segmentation import colorize_mask, confusion_matrix, segmentation_scores
 
-    if args.batch_size < 1:
-        raise DataError("--batch-size must be at least 1")
     src, out = Path(args.input), Path(args.output)
     if not src.exists():
         raise DataError(f"input not found: {src}")
@@ -166,8 +167,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     net = load_unet(args.checkpoint).to(device)
     n = net.num_classes
-    if n > 256:
-        raise DataError(f"the model has {n} classes; label maps hold at most 256 (8 bit)")
+    if n > MAX_LABEL_CLASSES:
+        raise DataError(
+            f"the model has {n} classes; label maps hold at most {MAX_LABEL_CLASSES} (8 bit)"
+        )
     truth = match_masks(rels, Path(args.masks), n) if args.masks else {}
     confusion = torch.zeros(n, n, dtype=torch.long)
     for batch_paths, x in _batches(paths, net.config["in_channels"], args.batch_size):

@@ -17,8 +17,11 @@ from segmentation.unet import UNet
 from shared.config import ConfigError
 from shared.data import DataError, build_dataset
 from shared.engine import Task, Trainer, make_accelerator, train_run
+from shared.limits import check_limit
 from shared.run import check_run_dir
 from stage1_vqgan.segmentation import colorize_mask, confusion_matrix, segmentation_scores
+
+MAX_LABEL_CLASSES = 256  # label maps are 8-bit PNGs of class ids
 
 
 class SegmentTask(Task):
@@ -62,13 +65,27 @@ class SegmentTask(Task):
 
 
 def resolve_classes(cfg: SegmentationConfig, dataset) -> int:
-    """The number of classes: ``model.num_classes``, or the dataset's when it is 0."""
+    """The number of classes: ``model.num_classes``, or the dataset's when it is 0; at most
+    :data:`MAX_LABEL_CLASSES` (``predict`` writes 8-bit label maps) and within the classes
+    limit of :mod:`shared.limits`, checked before any network is built."""
     if not getattr(dataset, "has_masks", False):
         raise DataError(
             f"{cfg.data.source} has no segmentation masks; pass a mask folder (data.masks=DIR)"
         )
+    if cfg.model.num_classes > MAX_LABEL_CLASSES:
+        raise ConfigError(
+            f"model.num_classes={cfg.model.num_classes}: a U-Net predicts at most "
+            f"{MAX_LABEL_CLASSES} classes (8-bit label maps)"
+        )
     found = dataset.num_mask_classes
     if cfg.model.num_classes == 0:
+        check_limit("classes", found, f"the classes inferred from the masks of {cfg.data.source}")
+        if found > MAX_LABEL_CLASSES:
+            raise DataError(
+                f"the masks of {cfg.data.source} hold ids up to {found - 1}, but a U-Net predicts "
+                f"at most {MAX_LABEL_CLASSES} classes (8-bit label maps): masks must hold class "
+                "ids, not colours or 16-bit levels"
+            )
         return found
     if found > cfg.model.num_classes:
         raise ConfigError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shared.limits import check_limit
 from shared.pretrained import Pretrained
 
 
@@ -67,6 +68,7 @@ class UNet(Pretrained):
                 "U-Net: in_channels, num_classes, base_channels and levels must be positive, got "
                 f"{in_channels}, {num_classes}, {base_channels}, {levels}"
             )
+        check_limit("classes", num_classes, "U-Net num_classes")
         self.config = {
             "in_channels": in_channels,
             "num_classes": num_classes,

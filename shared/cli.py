@@ -88,7 +88,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, help="images per process per step")
     p.add_argument("--max-steps", type=positive_int, help="optimizer steps to train for")
     p.add_argument(
-        "--checkpoint-every", type=non_negative_int, help="steps between checkpoints (0: at the end)"
+        "--checkpoint-every", type=non_negative_int, help="steps between checkpoints (0: last only)"
     )
     p.add_argument("--seed", type=seed, help="random seed (0 to 2**32-1)")
     p.add_argument("--output", required=True, help="run folder to create (or resume)")

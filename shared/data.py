@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from shared.config import DataConfig
+from shared.limits import check_limit
 from shared.points import POINT_SOURCES, PointDataset
 from shared.shapes import SHAPE_NAMES, render_shapes
 
@@ -103,13 +104,17 @@ def _load_image(path: Path, channels: int, min_side: int = 0) -> Image.Image:
     """:func:`load_image`; JPEGs may be decoded at a reduced scale whose shorter side is
     still >= ``min_side``."""
     try:
-        with Image.open(path) as im:
-            if min_side and im.format == "JPEG":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit follows
+            with Image.open(path) as im:
+                if min_side and im.format == "JPEG":
+                    w, h = im.size
+                    scale = min_side / min(w, h)
+                    im.draft(im.mode, (int(w * scale + 1), int(h * scale + 1)))
                 w, h = im.size
-                scale = min_side / min(w, h)
-                im.draft(im.mode, (int(w * scale + 1), int(h * scale + 1)))
-            im.load()
-            return _convert(ImageOps.exif_transpose(im), channels)
+                check_limit("pixels", w * h, f"a {w}x{h} image")  # from the header, before decoding
+                im.load()
+                return _convert(ImageOps.exif_transpose(im), channels)
     except Exception as e:
         raise DataError(f"cannot read image {path}: {_reason(e)}") from None
 
@@ -319,8 +324,12 @@ def _header_problem(path: Path) -> str | None:
 def read_mask(path: Path) -> Image.Image:
     """A mask file as a mode "I" image of raw class ids (palette indices for mode P)."""
     try:
-        with Image.open(path) as im:
-            ids = np.asarray(ImageOps.exif_transpose(im))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit follows
+            with Image.open(path) as im:
+                w, h = im.size
+                check_limit("pixels", w * h, f"a {w}x{h} mask")  # from the header, before decoding
+                ids = np.asarray(ImageOps.exif_transpose(im))
     except Exception as e:
         raise DataError(f"cannot read mask {path}: {_reason(e)}") from None
     if ids.ndim == 3 and (ids == ids[..., :1]).all():

@@ -7,7 +7,6 @@ name in the ``configs/`` of every package; the stage modules are imported by nam
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 from collections.abc import Callable, Sequence
@@ -17,7 +16,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from shared.cli import run_main
-from shared.config import ConfigError, build_config, preset_names, read_preset
+from shared.config import ConfigError, DataConfig, build_config, preset_names, read_preset
+from shared.data import FashionMNISTDataset, ShapesDataset, build_dataset
+from shared.options import ArgumentParser
 
 PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct", "segmentation")
 # prior presets are costed unconditional, over a 16x16 grid (unless the preset sets a window) of
@@ -90,9 +91,25 @@ def _prior(name: str) -> Networks:
     return {"prior": (net, (tokens,))}
 
 
+def data_classes(cfg: DataConfig) -> int:
+    """The classes of ``cfg``'s data without reading it where it is a builtin (their class
+    lists are constants), so that describing a preset never needs its dataset installed; a
+    folder is listed (its class sub-folders)."""
+    builtins = {
+        "builtin:shapes": ShapesDataset.num_classes,
+        "builtin:fashion-mnist": FashionMNISTDataset.num_classes,
+    }
+    if cfg.source in builtins:
+        return builtins[cfg.source]
+    return build_dataset(cfg, "val").num_classes
+
+
 def _gan(name: str) -> Networks:
     train = importlib.import_module("gan_direct.train")
-    cfg, gen, disc = train.preset_networks(name)
+    gan_config = importlib.import_module("gan_direct.config").GANConfig
+    preset = build_config(gan_config, read_preset(name, "gan_direct"))
+    classes = data_classes(preset.data) if preset.conditional else 0
+    cfg, gen, disc = train.preset_networks(name, num_classes=classes)
     labels = torch.zeros(1, dtype=torch.long) if gen.num_classes else None
     extra = (labels,) if labels is not None else ()
     sample = torch.randn(1, *train.data_shape(cfg.data))
@@ -107,7 +124,7 @@ def _unet(name: str) -> Networks:
     cfg = build_config(config.SegmentationConfig, read_preset(name, "segmentation"))
     m, res = cfg.model, cfg.data.resolution
     # num_classes 0 = from the data: known for builtin:shapes, else costed with one class
-    shapes = importlib.import_module("shared.data").ShapesDataset.num_mask_classes
+    shapes = ShapesDataset.num_mask_classes
     classes = m.num_classes or (shapes if cfg.data.source == "builtin:shapes" else 1)
     net = importlib.import_module("segmentation.unet").UNet(
         cfg.data.channels, classes, m.base_channels, m.levels
@@ -139,7 +156,7 @@ def preset_info(name: str) -> dict[str, dict[str, int]]:
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("preset", help="preset name, e.g. adatgan-cifar10-lee, vqgan-f16-1024")
     args = p.parse_args(argv)
     print(json.dumps(preset_info(args.preset)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from shared.cli import add_training_flags, base_config, pick_device, run_main, t
 from shared.config import ConfigError, build_config
 from shared.data import DataError, list_images, load_image
 from shared.images import from_uint8, save_png
+from shared.limits import check_limit
+from shared.options import ArgumentParser, positive_int
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
@@ -23,7 +26,7 @@ from stage1_vqgan.taming import is_taming_file
 
 
 def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="VQGAN tokenizer (stage 1).")
+    p = ArgumentParser(prog=prog, description="VQGAN tokenizer (stage 1).")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     t = sub.add_parser("train", help="train a tokenizer")
@@ -37,18 +40,18 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
         )
         s.add_argument("--config", help="taming YAML config (for a .ckpt checkpoint)")
         s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-        s.add_argument("--batch-size", type=int, default=8)
+        s.add_argument("--batch-size", type=positive_int, default=8)
         s.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
     def image_flags(s: argparse.ArgumentParser) -> None:
         s.add_argument("--input", required=True, help="an image or a folder of images")
         s.add_argument(
             "--resize",
-            type=int,
+            type=positive_int,
             metavar="N",
             help="scale the shorter side to N, then crop to a multiple of f",
         )
-        s.add_argument("--center-crop", type=int, metavar="N", help="centre crop to N x N")
+        s.add_argument("--center-crop", type=positive_int, metavar="N", help="centre crop to N x N")
 
     r = sub.add_parser("reconstruct", help="encode and decode images")
     checkpoint_flags(r)
@@ -79,9 +82,9 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     )
     b.add_argument("--name", action="append", default=[], help="label per checkpoint")
     b.add_argument("--data", required=True, help="image folder or builtin:NAME")
-    b.add_argument("--resolution", type=int, default=256)
-    b.add_argument("--num-images", type=int, help="first N images (default: all)")
-    b.add_argument("--batch-size", type=int, default=16)
+    b.add_argument("--resolution", type=positive_int, default=256)
+    b.add_argument("--num-images", type=positive_int, help="first N images (default: all)")
+    b.add_argument("--batch-size", type=positive_int, default=16)
     b.add_argument("--output", required=True, help="folder for results.json/.md and report.html")
     b.add_argument(
         "--no-8bit",
@@ -170,12 +173,29 @@ def cmd_encode(args: argparse.Namespace) -> int:
             f"images give different code grids {sorted(shapes)}; "
             "use --resize or --center-crop for one size"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
     array = torch.cat(codes).numpy().astype(np.int64)
-    np.save(out, array)
-    out.with_suffix(".files.txt").write_text("\n".join(names) + "\n")
+    write_codes(out, array, names)
     print(f"wrote codes {tuple(array.shape)} to {out}")
     return 0
+
+
+def write_codes(out: Path, codes: np.ndarray, names: list[str]) -> None:
+    """``out`` (.npy of ``codes``) and ``out.files.txt`` (one source path a line, as the file
+    system spells it, so any file name fits): both complete or neither, each written to a
+    temporary file and renamed into place."""
+    listing = b"".join(os.fsencode(n) + b"\n" for n in names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = out.with_suffix(".files.txt")
+    temps = [out.with_name(f".{out.name}.tmp"), files.with_name(f".{files.name}.tmp")]
+    try:
+        with open(temps[0], "wb") as f:
+            np.save(f, codes)
+        temps[1].write_bytes(listing)
+        os.replace(temps[0], out)
+        os.replace(temps[1], files)
+    finally:
+        for t in temps:
+            t.unlink(missing_ok=True)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -206,6 +226,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     )
 
     out = Path(args.output)
+    check_limit("pixels", args.resolution**2, f"--resolution {args.resolution} (squared)")
     _refuse_existing(
         [out / n for n in ("results.json", "results.md", "report.html")], args.overwrite
     )
@@ -288,7 +309,9 @@ def fit_image(
     if resize:
         w, h = img.size
         s = resize / min(w, h)
-        img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        check_limit("pixels", size[0] * size[1], f"{source} resized to {size[0]}x{size[1]}")
+        img = img.resize(size, Image.BICUBIC)
         w, h = img.size
         img = _center_crop(img, w - w % factor, h - h % factor)
     if crop:

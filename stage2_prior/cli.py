@@ -11,16 +11,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.cli import (
+    add_training_flags,
+    base_config,
+    pick_device,
+    run_main,
+    training_overrides,
+)
 from shared.config import ConfigError, build_config
 from shared.data import DataError
 from shared.images import save_png
+from shared.limits import check_limit
+from shared.options import (
+    SIZE_CONVENTION,
+    ArgumentParser,
+    finite_float,
+    image_size,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    probability,
+    sample_count,
+    seed,
+)
 from stage1_vqgan.cli import read_codes
 from stage2_prior.config import PriorConfig
 
 
 def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     t = sub.add_parser("train", help="train a prior on the codes of --data")
@@ -38,35 +57,42 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
         )
         s.add_argument("--config", help="YAML of a taming transformer .ckpt")
         s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-        s.add_argument("--class", dest="label", type=int, help="class id to condition on")
+        s.add_argument(
+            "--class", dest="label", type=non_negative_int, help="class id to condition on"
+        )
 
     n = sub.add_parser("nll", help="mean NLL (nats/token) of code grids, one JSON line")
     checkpoint_flags(n)
     n.add_argument("--codes", required=True, help=".npy of indices, N x h x w")
     n.add_argument("--cond-codes", help=".npy of condition codes, N x h x w (spatial priors)")
-    n.add_argument("--batch-size", type=int, default=64)
+    n.add_argument("--batch-size", type=positive_int, default=64)
 
     s = sub.add_parser("sample", help="sample images (PNGs + indices.npy)")
     checkpoint_flags(s)
-    s.add_argument("--num", type=int, default=8, help="number of samples")
+    s.add_argument("--num", type=sample_count, default=8, help="number of samples")
     s.add_argument("--condition", help="segmentation/depth map PNG (spatial priors)")
     s.add_argument(
         "--size",
-        help="HxW in pixels (multiples of the factor); sliding window beyond the training window",
+        type=image_size,
+        metavar="WxH",
+        help=f"{SIZE_CONVENTION}; multiples of the tokenizer's factor, sliding window beyond "
+        "the training window",
     )
-    s.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    s.add_argument("--top-k", type=int, help="keep the k most likely tokens")
-    s.add_argument("--top-p", type=float, help="nucleus probability mass")
-    s.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--temperature", type=non_negative_float, default=1.0, help="0 = greedy")
+    s.add_argument("--top-k", type=positive_int, help="keep the k most likely tokens")
+    s.add_argument("--top-p", type=probability, help="nucleus probability mass, 0 < P <= 1")
+    s.add_argument("--cfg-scale", type=finite_float, default=1.0, help="classifier-free guidance")
+    s.add_argument("--seed", type=seed, default=0)
+    s.add_argument("--batch-size", type=positive_int, default=16)
     s.add_argument("--no-cache", action="store_true", help="recompute keys/values every token")
     s.add_argument(
         "--rerank",
         metavar="PROMPT",
         help="keep the --num best of --candidates samples by CLIP similarity to PROMPT",
     )
-    s.add_argument("--candidates", type=int, help="samples drawn for --rerank (default 4 x --num)")
+    s.add_argument(
+        "--candidates", type=sample_count, help="samples drawn for --rerank (default 4 x --num)"
+    )
     s.add_argument("--clip", default=None, help="CLIP for --rerank: MODEL[:PRETRAINED]")
     s.add_argument("--clip-weights", help="weights file of the --clip model")
     s.add_argument("--output", required=True, help="folder for the PNGs and indices.npy")
@@ -134,26 +160,30 @@ def cmd_nll(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_size(text: str, factor: int) -> tuple[int, int]:
-    """ "HxW" pixels -> (H, W); both multiples of ``factor``."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise DataError(f"--size {text}: expected HxW, e.g. 256x512") from None
-    if h <= 0 or w <= 0 or h % factor or w % factor:
-        raise DataError(f"--size {text}: height and width must be positive multiples of {factor}")
+def pixel_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """``--size`` as parsed, (width, height) pixels -> (H, W); both multiples of ``factor``."""
+    w, h = size
+    if w % factor or h % factor:
+        raise DataError(f"--size {w}x{h}: width and height must be multiples of {factor}")
     return h, w
 
 
 def read_condition_map(path: str, size: tuple[int, int] | None) -> torch.Tensor:
     """A condition map PNG as (H,W) long values (palette or gray levels = label ids), resized
-    (nearest) to ``size`` = (H, W) when given."""
+    (nearest) to ``size`` = (H, W) when given. A ``size`` that is the map's own size transposed
+    is refused: it is --size given as HEIGHTxWIDTH."""
     from PIL import Image
 
     from shared.data import read_mask
 
     mask = read_mask(Path(path))
     if size is not None and mask.size != (size[1], size[0]):
+        if mask.size == size:
+            w, h = mask.size
+            raise DataError(
+                f"--size {h}x{w} would transpose the {w}x{h} map {path}: --size is "
+                f"WIDTHxHEIGHT; pass --size {w}x{h} (or leave it out)"
+            )
         mask = mask.resize((size[1], size[0]), Image.Resampling.NEAREST)
     return torch.from_numpy(np.asarray(mask).astype(np.int64))
 
@@ -173,9 +203,7 @@ def rerank_scores(prior, clip, prompt: str, indices: torch.Tensor, batch: int, d
 def cmd_sample(args: argparse.Namespace) -> int:
     prior, device = _load(args)
     f = prior.downsample_factor
-    if args.num < 1:
-        raise DataError("--num must be at least 1")
-    size = parse_size(args.size, f) if args.size else None
+    size = pixel_size(args.size, f) if args.size else None
     condition = args.label
     if args.condition:
         if prior.condition != "spatial":
@@ -185,7 +213,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         maps = read_condition_map(args.condition, size)
         if maps.shape[0] % f or maps.shape[1] % f:
             raise DataError(
-                f"{args.condition}: size {tuple(maps.shape)} is not a multiple of {f}; pass --size"
+                f"{args.condition}: size {maps.shape[1]}x{maps.shape[0]} is not a multiple of {f}; "
+                "pass --size"
             )
         size = tuple(maps.shape)
         condition = prior.encode_condition(maps[None].to(device))[0]
@@ -200,7 +229,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if grid[0] < prior.window[0] or grid[1] < prior.window[1]:
         raise DataError(
             f"--size must be at least the training window "
-            f"{prior.window[0] * f}x{prior.window[1] * f} pixels"
+            f"{prior.window[1] * f}x{prior.window[0] * f} pixels (WIDTHxHEIGHT)"
         )
     out = Path(args.output)
     targets = [out / f"sample_{i:04d}.png" for i in range(args.num)] + [out / "indices.npy"]
@@ -213,6 +242,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from stage2_prior.clip_model import DEFAULT, load_clip
 
         total = args.candidates or 4 * args.num
+        check_limit("samples", total, "--candidates")
         if total < args.num:
             raise DataError(f"--candidates ({total}) must be at least --num ({args.num})")
         clip = load_clip(args.clip or DEFAULT, args.clip_weights, device)
@@ -248,8 +278,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
             save_png(img, targets[start + i])
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "indices.npy", indices.numpy().astype(np.int64))
-    how = f"sliding {prior.window[0]}x{prior.window[1]} window" if sliding else "one window"
-    print(f"wrote {args.num} samples ({grid[0]}x{grid[1]} tokens, {how}) and indices.npy to {out}")
+    how = f"sliding {prior.window[1]}x{prior.window[0]} window" if sliding else "one window"
+    print(f"wrote {args.num} samples ({grid[1]}x{grid[0]} tokens, {how}) and indices.npy to {out}")
     return 0
 
 

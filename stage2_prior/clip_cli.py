@@ -12,19 +12,19 @@ import torch
 from shared.cli import pick_device, run_main
 from shared.config import ConfigError
 from shared.data import DataError
+from shared.options import (
+    SIZE_CONVENTION,
+    ArgumentParser,
+    image_size,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 from stage2_prior.clip_guidance import FINAL_FILE, TRACE_FILE, Guide, GuideConfig, run
 from stage2_prior.clip_model import DEFAULT, load_clip
 from stage2_prior.clip_prompts import Prompt, parse_prompt, parse_prompts
-
-
-def parse_wxh(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size '{text}' must be WIDTHxHEIGHT, e.g. 480x480") from None
-    if w < 1 or h < 1:
-        raise ConfigError(f"--size '{text}' must be positive")
-    return w, h
 
 
 def file_prompts(items: list[str], flag: str) -> list[Prompt]:
@@ -36,7 +36,7 @@ def file_prompts(items: list[str], flag: str) -> list[Prompt]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("prompt", nargs="*", help='"text:weight:stop | text2:weight" items')
     p.add_argument("--prompt", dest="more", action="append", default=[], help="more prompts")
     p.add_argument("--image-prompt", action="append", default=[], help="FILE[:weight[:stop]]")
@@ -53,18 +53,22 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help=f"MODEL[:PRETRAINED] (default {DEFAULT}); repeat to average several models",
     )
     p.add_argument("--clip-weights", help="weights file of the (single) --clip model")
-    p.add_argument("--size", default="256x256", help="WIDTHxHEIGHT in pixels")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--cutn", type=int, default=64)
-    p.add_argument("--cut-pow", type=float, default=1.0)
-    p.add_argument("--chunk", type=int, default=16, help="cutouts per CLIP pass")
+    p.add_argument(
+        "--size", type=image_size, default=(256, 256), metavar="WxH", help=SIZE_CONVENTION
+    )
+    p.add_argument("--steps", type=positive_int, default=300)
+    p.add_argument("--lr", type=positive_float, default=0.1)
+    p.add_argument("--cutn", type=positive_int, default=64)
+    p.add_argument("--cut-pow", type=non_negative_float, default=1.0)
+    p.add_argument("--chunk", type=positive_int, default=16, help="cutouts per CLIP pass")
     p.add_argument("--no-checkpointing", action="store_true", help="keep decoder activations")
     p.add_argument("--init-image")
-    p.add_argument("--init-weight", type=float, default=0.0)
-    p.add_argument("--tv-weight", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--init-weight", type=non_negative_float, default=0.0)
+    p.add_argument("--tv-weight", type=non_negative_float, default=0.0)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument(
+        "--save-every", type=non_negative_int, default=50, help="frames every N steps (0: none)"
+    )
     p.add_argument("--video", choices=["gif", "mp4"])
     p.add_argument("--device", default="auto")
     p.add_argument("--output", required=True)
@@ -76,11 +80,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     from stage1_vqgan.load import load_tokenizer
 
-    args = build_parser(prog).parse_args(argv)
+    args = build_parser(prog).parse_intermixed_args(argv)  # prompts may follow flags
     prompts = [p for text in args.prompt + args.more for p in parse_prompts(text)]
-    for flag, value in (("--steps", args.steps), ("--cutn", args.cutn), ("--chunk", args.chunk)):
-        if value < 1:
-            raise ConfigError(f"{flag} must be >= 1")
     output = Path(args.output)
     existing = (output / FINAL_FILE).exists() or (output / TRACE_FILE).exists()
     if existing and not args.overwrite:
@@ -91,7 +92,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         prompts=prompts,
         image_prompts=file_prompts(args.image_prompt, "--image-prompt"),
         noise_prompts=[parse_prompt(s) for s in args.noise_prompt],
-        size=parse_wxh(args.size),
+        size=args.size,
         steps=args.steps,
         lr=args.lr,
         cutn=args.cutn,

@@ -1,8 +1,9 @@
 """Prompts of CLIP guidance in the reference notebooks' syntax, and their loss.
 
 ``"a red house:1.5:0.2 | blurry:-1"``: items separated by ``|``, each ``text[:weight[:stop]]``
-(weight default 1, negative pushes away; stop default -inf). The text may itself hold colons:
-only the last two colon-separated fields are read as numbers, when they are numbers.
+(weight default 1, negative pushes away, always finite; stop default -inf). The text may
+itself hold colons: only the last two colon-separated fields are read as numbers, when they
+are numbers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def parse_prompt(item: str) -> Prompt:
     text = ":".join(parts).strip()
     if not text:
         raise ConfigError(f"prompt '{item}' has no text")
+    if numbers and not math.isfinite(numbers[0]):
+        raise ConfigError(f"prompt '{item}': the weight must be a finite number")
+    if len(numbers) == 2 and math.isnan(numbers[1]):
+        raise ConfigError(f"prompt '{item}': the stop must be a number (or -inf), not nan")
     return Prompt(text, *numbers)
 
 

@@ -3,6 +3,7 @@ window, with or without a key/value cache)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -28,6 +29,25 @@ def filter_logits(
     return logits
 
 
+def check_sampling(
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    cfg_scale: float = 1.0,
+) -> None:
+    """Raise ValueError for values no sampler can use: ``temperature`` finite and >= 0,
+    ``top_k`` >= 1, ``top_p`` in (0, 1], ``cfg_scale`` finite (NaN would make every token the
+    last one of the vocabulary)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not math.isfinite(cfg_scale):
+        raise ValueError(f"cfg_scale must be a finite number, got {cfg_scale}")
+
+
 def draw(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -38,7 +58,8 @@ def draw(
     """One token per row of ``logits`` (B,V) -> (B,). Inverse-CDF sampling from one uniform
     number per row, so the random stream does not depend on how the logits were computed;
     ``temperature`` 0 is greedy (argmax)."""
-    if temperature <= 0:
+    check_sampling(temperature, top_k, top_p)
+    if temperature == 0:
         return logits.argmax(-1)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
     cdf = probs.cumsum(-1)
