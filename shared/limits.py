@@ -43,6 +43,5 @@ def check_limit(name: str, value: float, what: str) -> None:
         env, _, meaning = LIMITS[name]
         shown = f"{value:,.0f}" if math.isfinite(value) else str(value)
         raise LimitError(
-            f"{what} is {shown}, over the limit of {bound:,} {meaning} "
-            f"(set {env} to lift it)"
+            f"{what} is {shown}, over the limit of {bound:,} {meaning} (set {env} to lift it)"
         )

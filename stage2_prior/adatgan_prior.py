@@ -33,6 +33,7 @@ from shared.gan_losses import discriminator_loss, generator_loss, r1_penalty
 from shared.pretrained import Pretrained
 from stage2_prior.config import PriorConfig
 from stage2_prior.gpt import class_ids
+from stage2_prior.sampling import check_sampling
 
 CONDITIONS = ("none", "class")
 LOSS = "non_saturating"
@@ -177,6 +178,7 @@ class AdatPriorGenerator(Pretrained):
         ``generator`` (1: the trained distribution; below 1 truncates towards the mode z = 0).
         ``grid`` must be the trained grid; ``top_k``/``top_p``/``cached``/``progress`` are
         ignored."""
+        check_sampling(temperature, top_k, top_p, cfg_scale)
         if grid is not None and tuple(grid) != self.window:
             raise ValueError(
                 f"the AdatGAN prior generates its trained {self.window[0]}x{self.window[1]} grid "

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.pretrained import Pretrained
-from stage2_prior.sampling import draw, sample_windowed
+from stage2_prior.sampling import check_sampling, draw, sample_windowed
 
 KINDS = ("none", "class", "spatial", "coord")
 
@@ -272,6 +272,7 @@ class GPTPrior(Pretrained):
     ) -> torch.Tensor:
         """Sample (B,h,w) indices; a grid larger than the training window is filled with the
         sliding window (each token sees the window centred on it, clamped to the canvas)."""
+        check_sampling(temperature, top_k, top_p, cfg_scale)
         grid = tuple(grid or self.window)
         wh, ww = self.window
         if len(grid) != 2 or grid[0] < wh or grid[1] < ww:

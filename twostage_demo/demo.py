@@ -27,6 +27,7 @@ from PIL import Image
 
 from shared.cli import run_main
 from shared.images import save_grid, save_png
+from shared.options import ArgumentParser
 from shared.release import release_quality
 from shared.run import RunError, check_replaceable, claim, read_metrics
 from twostage_demo.pipeline import CLIP_PROMPT, RELEASE_PRIORS, SCALES, WIDE_TILES, Step, plan
@@ -35,7 +36,7 @@ MARKER = "demo.json"  # what makes a folder a demo folder (the plan, the timings
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--output", default="runs/demo", help="folder for the demo's results")
     p.add_argument("--scale", choices=list(SCALES), default="default", help="size of the run")
     p.add_argument("--tiny", action="store_const", const="tiny", dest="scale", help="--scale tiny")

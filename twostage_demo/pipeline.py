@@ -197,7 +197,7 @@ def plan(scale: Scale, out: Path, device: str, classes: int) -> dict[str, Step |
             )
             for k in range(classes)
         ]
-    wide = f"{scale.resolution}x{scale.resolution * WIDE_TILES}"
+    wide = f"{scale.resolution * WIDE_TILES}x{scale.resolution}"  # WIDTHxHEIGHT
     steps["wide"] = Step(
         "wide",
         f"A {wide} image from a generated segmentation map, by sliding-window sampling",

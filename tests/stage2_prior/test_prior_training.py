@@ -148,7 +148,7 @@ def test_cli_samples_larger_than_the_window_from_a_map(seg_prior, tmp_path, caps
 def test_cli_class_samples_any_size_and_scores_codes(class_prior, tmp_path, capsys):
     out = tmp_path / "s"
     args = ["sample", "--checkpoint", str(class_prior / "model"), "--num", "3", "--class", "7"]
-    args += ["--size", "28x56", "--cfg-scale", "1.5", "--top-p", "0.95", "--output", str(out)]
+    args += ["--size", "56x28", "--cfg-scale", "1.5", "--top-p", "0.95", "--output", str(out)]
     assert prior_main(args) == 0
     capsys.readouterr()
     codes = np.load(out / "indices.npy")
