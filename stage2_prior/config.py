@@ -57,11 +57,14 @@ class PriorTrainConfig(TrainConfig):
     lr: float = positive(3e-4)
     adam_betas: list[float] = fraction([0.9, 0.95])
     weight_decay: float = 0.01  # on Linear weights only
-    pkeep: float = fraction(
-        1.0
-    )  # keep probability of each input token (else replaced by a random one)
+    pkeep: float = fraction(1.0)  # keep probability of each input token (else a random one)
     sample_temperature: float = 1.0
     sample_top_k: int | None = None
+
+
+@dataclass
+class PriorDataConfig(DataConfig):
+    resolution: int = 0  # 0 = the tokenizer's training size (its run's data.resolution)
 
 
 @dataclass
@@ -70,7 +73,7 @@ class PriorConfig:
     model: GPTConfig = field(default_factory=GPTConfig)
     adatgan: AdatPriorConfig = field(default_factory=AdatPriorConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: PriorDataConfig = field(default_factory=PriorDataConfig)
     codes: CodesConfig = field(default_factory=CodesConfig)
     train: PriorTrainConfig = field(default_factory=PriorTrainConfig)
     tokenizer: str | None = None  # stage-1 tokenizer of the images

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
-from shared.config import ConfigError
+from shared.config import ConfigError, read_preset
 from shared.data import build_dataset
 from shared.engine import Task, Trainer, make_accelerator, train_run
 from shared.pretrained import build_checked
+from shared.release import resolve_checkpoint
 from shared.run import RunError, check_run_dir
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
@@ -211,6 +212,10 @@ def train(
     set_seed(cfg.train.seed)
     device = accelerator.device
     tokenizer = load_tokenizer(cfg.tokenizer, cfg.tokenizer_config).to(device)
+    if not cfg.data.resolution:
+        size, origin = tokenizer_resolution(cfg.tokenizer, tokenizer)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, resolution=size))
+        accelerator.print(f"data.resolution: {size} px, {origin} (set --resolution to change)")
     cond_tok = None
     if cfg.cond_tokenizer:
         cond_tok = load_tokenizer(cfg.cond_tokenizer, cfg.cond_tokenizer_config).to(device)
@@ -275,6 +280,21 @@ def train(
         overwrite=overwrite,
         files={SPEC_FILE: spec_json, TOKENIZERS_FILE: json.dumps(record, indent=2) + "\n"},
     )
+
+
+def tokenizer_resolution(path: str, tokenizer: VQModel) -> tuple[int, str]:
+    """The image size a tokenizer was trained at, and where that was read: the ``data.resolution``
+    of its run's ``config.yaml`` (for a run folder or its ``model/``), else its nominal
+    ``model.resolution``."""
+    found = resolve_checkpoint(path)
+    folder = found if found.is_dir() else found.parent
+    for candidate in (folder, folder.parent):
+        run_config = candidate / "config.yaml"
+        if (candidate / "checkpoints").is_dir() and run_config.is_file():
+            data = read_preset(str(run_config), "stage1_vqgan").get("data") or {}
+            if isinstance(data.get("resolution"), int) and data["resolution"] > 0:
+                return data["resolution"], f"the tokenizer's training size ({run_config})"
+    return int(tokenizer.config["resolution"]), "the tokenizer's model.resolution"
 
 
 def check_tokenizers(run_dir: Path, record: dict) -> None:
