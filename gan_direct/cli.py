@@ -10,13 +10,12 @@ import torch
 
 from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
 from shared.config import build_config
-from shared.data import DataError
+from shared.data import DataError, class_id
 from shared.limits import check_limit
 from shared.options import (
     ArgumentParser,
     fraction,
     integer,
-    non_negative_int,
     positive_float,
     positive_int,
     sample_count,
@@ -54,9 +53,9 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
     s.add_argument(
         "--class",
         dest="label",
-        type=non_negative_int,
-        metavar="K",
-        help="class-conditional generators: every sample of class K (default: cycle the classes)",
+        metavar="NAME|K",
+        help="class-conditional generators: every sample of this class, a name stored with the "
+        "generator or its id K (default: cycle the classes)",
     )
     s.add_argument(
         "--attention-maps",
@@ -154,8 +153,8 @@ def _check_sample_args(args: argparse.Namespace, gen) -> None:
         raise DataError("--psi needs a generator with a mapping network (stylegan)")
     if args.label is not None and not gen.num_classes:
         raise DataError("--class needs a class-conditional generator (conditional: true)")
-    if args.label is not None and not 0 <= args.label < gen.num_classes:
-        raise DataError(f"--class must be in [0, {gen.num_classes - 1}], got {args.label}")
+    if args.label is not None:
+        args.label = class_id(args.label, getattr(gen, "class_names", None), gen.num_classes)
     if args.interpolate and getattr(gen, "points", False):
         raise DataError("--interpolate makes image rows; this generator makes 2-D points")
     if args.attention_maps and not hasattr(gen, "grids"):

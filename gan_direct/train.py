@@ -29,7 +29,7 @@ from gan_direct.config import GANConfig
 from gan_direct.registry import build, model_types, resolve
 from shared.augment import diff_augment, parse_policy
 from shared.config import ConfigError, DataConfig
-from shared.data import build_dataset
+from shared.data import build_dataset, load_class_names, save_class_names
 from shared.engine import Task, Trainer, frozen, make_accelerator, train_run
 from shared.gan_losses import (
     bcr_penalty,
@@ -68,8 +68,8 @@ def apply(net, x: torch.Tensor, labels: torch.Tensor | None, **kwargs) -> torch.
 class GANTask(Task):
     ema_model = "generator"
 
-    def __init__(self, cfg: GANConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: GANConfig, class_names: list[str] | None = None):
+        self.cfg, self.class_names = cfg, list(class_names or [])
         self.models = {
             "generator": build("generator", cfg.generator),
             "discriminator": build("discriminator", cfg.discriminator),
@@ -198,6 +198,8 @@ class GANTask(Task):
         from shared.metrics import sliced_wasserstein
 
         real = torch.cat([b[self.key] for b in loader]).to(trainer.device)
+        if len(real) < 2:  # a distance of distributions needs two samples (data summary warns)
+            return {}
         gen = trainer.model("generator", ema=True)
         fake = generate(gen, len(real), EVAL_SEED, trainer.device)
         if self.points:
@@ -209,6 +211,8 @@ class GANTask(Task):
 
     def export(self, folder: Path, trainer: Trainer) -> None:
         trainer.model("generator", ema=True).save_pretrained(folder / "generator")
+        if self.num_classes:
+            save_class_names(folder / "generator", self.class_names)
         trainer.model("discriminator").save_pretrained(folder / "discriminator")
         plot_grad_norms(trainer.run_dir)
         if self.points:
@@ -382,7 +386,7 @@ def train(
     prepare(cfg, num_classes)
     accelerator = make_accelerator(cfg.train, output)
     set_seed(cfg.train.seed)
-    task = GANTask(cfg)
+    task = GANTask(cfg, train_data.class_names if num_classes else None)
     return train_run(
         task, cfg, output, train_data, val_data, accelerator, resume=resume, overwrite=overwrite
     )
@@ -405,7 +409,9 @@ def load_generator(path: str | Path):
             classes = model_types()
             if kind not in classes or not kind.endswith("-generator"):
                 raise CheckpointError(f"{folder} holds a '{kind}' model, not a GAN generator")
-            return classes[kind].from_pretrained(folder)
+            generator = classes[kind].from_pretrained(folder)
+            generator.class_names = load_class_names(folder, generator.num_classes)
+            return generator
     raise CheckpointError(
         f"{path} holds no exported generator (model/generator/config.json); "
         "finish the run (or --resume it) to export one"

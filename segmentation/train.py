@@ -25,6 +25,8 @@ MAX_LABEL_CLASSES = 256  # label maps are 8-bit PNGs of class ids
 
 
 class SegmentTask(Task):
+    overfit_watch = ("loss", "loss", "min")
+
     def __init__(self, cfg: SegmentationConfig):
         self.cfg = cfg
         self.models = {"unet": UNet(**vars(cfg.model))}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -34,6 +36,9 @@ BUILTINS = (
     "builtin:gaussians",
 )
 SPLITS = ("train", "val", "all")
+MIN_VAL_IMAGES = 8  # fewer validation images: the data summary warns
+DATA_FILE = "data.json"  # in a run folder: the data summary
+CLASSES_FILE = "classes.json"  # in an exported model folder: the class names of its data
 
 SHAPES_LENGTHS = {"train": 10000, "val": 256}
 SHAPES_SEEDS = {"train": 1_000_003, "val": 2_000_003}
@@ -44,6 +49,10 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
+# shipped models trained before class names were stored (shared/release/NAME)
+RELEASE_CLASSES = {
+    name: FASHION_MNIST_CLASSES for name in ("fmnist-gpt", "fmnist-adatgan", "fmnist-dcgan")
+}
 
 _SKIMAGE_PHOTOS = (
     "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
@@ -85,6 +94,146 @@ def build_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> Image
             raise DataError(f"unknown dataset '{source}'; builtins: {', '.join(BUILTINS)}")
         return builders[source](cfg, split, seed)
     return FolderDataset(cfg, split, seed)
+
+
+def data_summary(train: Dataset, val: Dataset | None = None, source: str | None = None) -> dict:
+    """What a training run will see, from each split's :meth:`ImageDataset.describe`: image
+    counts, the split rule, image size, classes ``{"id", "name", "images"}`` (images over both
+    splits, None where unknown), masks, skipped files and ``warnings`` (a tiny validation split).
+    ``source`` names a dataset that cannot describe itself (2-D points). JSON-serialisable;
+    :func:`format_data_summary` prints it."""
+    t = _describe(train, source)
+    v = _describe(val, source, mask_ids=False) if val is not None else {"images": 0}
+    counts = t.get("class_counts")
+    if counts is not None and val is not None:
+        counts = [a + b for a, b in zip(counts, v.get("class_counts") or [], strict=False)]
+        counts = counts if len(counts) == len(t["classes"]) else None
+    classes = t.get("classes", [])
+    masks = t.get("masks")
+    if masks is not None:
+        masks = {"images": masks["images"] + v["images"], "max_id": masks["max_id"]}
+    summary = {
+        "source": t["source"],
+        "kind": t["kind"],
+        "train_images": t["images"],
+        "val_images": v["images"],
+        "split_rule": t.get("split_rule"),
+        "val_option": t.get("val_option"),
+        **{k: t.get(k) for k in ("resolution", "channels", "crop", "flip")},
+        "classes": [
+            {"id": i, "name": name, "images": counts[i] if counts else None}
+            for i, name in enumerate(classes)
+        ],
+        "masks": masks,
+        "skipped": t.get("skipped", 0),
+    }
+    summary["warnings"] = [w for w in (_val_warning(summary),) if w]
+    return summary
+
+
+def _describe(dataset: Dataset, source: str | None, mask_ids: bool = True) -> dict:
+    describe = getattr(dataset, "describe", None)
+    if describe is not None:
+        return describe(mask_ids)
+    kind = "points" if hasattr(dataset, "points") else "other"
+    return {"source": source or type(dataset).__name__, "kind": kind, "images": len(dataset)}
+
+
+def _val_warning(s: dict) -> str | None:
+    """A one-line warning when the validation split is too small to judge a run by."""
+    n_val, total = s["val_images"], s["train_images"] + s["val_images"]
+    if s["kind"] == "points" or n_val >= MIN_VAL_IMAGES:
+        return None
+    text = (
+        "no validation images: validation metrics and the overfitting check are off"
+        if n_val == 0
+        else f"only {n_val} validation image{'s' * (n_val > 1)}: validation metrics are noise and "
+        "overfitting goes unseen"
+    )
+    if s["val_option"] != "data.val_fraction":
+        return f"{text} ({s['split_rule']})"
+    need = math.ceil(100 * MIN_VAL_IMAGES / max(total, 1)) / 100
+    if need <= 0.5:
+        return f"{text}; set data.val_fraction={need:g} (about {MIN_VAL_IMAGES} of {total} images)"
+    return f"{text}; {total} images are too few to hold out {MIN_VAL_IMAGES}: add images"
+
+
+def format_data_summary(s: dict) -> str:
+    """:func:`data_summary` as the lines a training command prints first."""
+    n_train, n_val = s["train_images"], s["val_images"]
+    what = "2-D points" if s["kind"] == "points" else "images"
+    head = f"data: {s['source']} ({s['kind']}): {n_train} training and {n_val} validation {what}"
+    if s["skipped"]:
+        head += f"; {s['skipped']} unreadable file{'s' * (s['skipped'] > 1)} skipped"
+    lines = [head]
+    if s.get("split_rule"):
+        lines.append(f"  split: {s['split_rule']}")
+    if s.get("resolution"):
+        res, colour = s["resolution"], "RGB" if s["channels"] == 3 else "grayscale"
+        crop = "random crops" if s["crop"] == "random" else "centre crops"
+        flip = ", random horizontal flips" if s["flip"] else ""
+        lines.append(f"  images: {res}x{res} px {colour} (data.resolution; {crop}{flip})")
+    if s["kind"] != "points":
+        named = [
+            f"{c['id']}={c['name']}" + (f" ({c['images']})" if c["images"] is not None else "")
+            for c in s["classes"]
+        ]
+        hint = " (one sub-folder per class gives labels)" if s["kind"] == "folder" else ""
+        lines.append("  classes: " + (", ".join(named) if named else f"no labels{hint}"))
+    if s["masks"]:
+        m = s["masks"]
+        lines.append(f"  masks: {m['images']} (ids 0..{m['max_id']})")
+    lines += [f"warning: {w}" for w in s["warnings"]]
+    return "\n".join(lines)
+
+
+def save_class_names(folder: str | Path, names: list[str]) -> None:
+    """Store the class names of a model's data (id = position) as ``classes.json`` in its
+    exported ``folder``; nothing for no names."""
+    if names:
+        text = json.dumps({"class_names": list(names)}, indent=2, ensure_ascii=False)
+        (Path(folder) / CLASSES_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+def load_class_names(folder: str | Path, num_classes: int) -> list[str] | None:
+    """The class names stored with the model in ``folder`` (:func:`save_class_names`), the
+    data summary of a run folder, or those of a shipped release model; None when the model
+    has none (or they do not fit its ``num_classes``)."""
+    folder = Path(folder)
+    for path in (folder / CLASSES_FILE, folder / DATA_FILE):
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                names = record.get("class_names") or [c["name"] for c in record["classes"]]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if names and len(names) == num_classes and all(isinstance(n, str) for n in names):
+                return list(names)
+    from shared.release import RELEASE_DIR
+
+    release = RELEASE_CLASSES.get(folder.name)
+    if release and folder.resolve().parent == RELEASE_DIR.resolve():
+        return list(release) if len(release) == num_classes else None
+    return None
+
+
+def class_id(value: str | int, names: list[str] | None, num_classes: int) -> int:
+    """``--class`` as given, a class name (exact, else case-insensitive) or an id, -> the id.
+    Anything else is a one-line :class:`DataError` listing the valid names with their ids."""
+    text = str(value).strip()
+    if names:
+        if text in names:
+            return names.index(text)
+        folded = [i for i, n in enumerate(names) if n.casefold() == text.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+    if text.isdigit() and int(text) < num_classes:
+        return int(text)
+    if names:
+        choices = "choose one of " + ", ".join(f"{i}={n}" for i, n in enumerate(names))
+    else:
+        choices = f"choose an id in 0..{num_classes - 1} (the model stores no class names)"
+    raise DataError(f"--class {text}: {choices}")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -156,6 +305,7 @@ class ImageDataset(Dataset):
         self.random_crop = cfg.crop == "random" and split != "val"
         self.flip = cfg.flip and split != "val"
         self.split, self.seed = split, seed
+        self.source, self.crop = str(cfg.source), cfg.crop
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -163,6 +313,34 @@ class ImageDataset(Dataset):
     def _load(self, index: int) -> tuple[Image.Image, Image.Image | None, int]:
         """(image "RGB" or "L", mask "I" or None, label) for ``index`` before augmentation."""
         raise NotImplementedError
+
+    split_rule = "fixed by the dataset"  # how train and val are told apart, in words
+    val_option: str | None = None  # the setting that changes the split, if any
+
+    def class_counts(self) -> list[int] | None:
+        """Images per class id in this split, or None when counting would decode them."""
+        return None
+
+    def describe(self, mask_ids: bool = True) -> dict:
+        """This split in numbers, for :func:`data_summary`; ``mask_ids``: find the largest mask
+        id (of every split: a folder reads its masks once per dataset object)."""
+        masks = None
+        if self.has_masks:
+            masks = {"images": len(self), "max_id": self.num_mask_classes - 1 if mask_ids else None}
+        return {
+            "source": self.source,
+            "kind": "folder" if isinstance(self, FolderDataset) else "builtin",
+            "images": len(self),
+            "split_rule": self.split_rule,
+            "val_option": self.val_option,
+            "resolution": self.resolution,
+            "channels": self.channels,
+            "crop": self.crop,
+            "flip": self.flip,
+            "classes": list(self.class_names) if self.num_classes else [],
+            "class_counts": self.class_counts() if self.num_classes else None,
+            "masks": masks,
+        }
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         """``key`` is an index or ``(index, epoch)``; epoch 0 for a plain index."""
@@ -264,6 +442,21 @@ class FolderDataset(ImageDataset):
         self.all_pairs = pairs
         self.items = _split_items(pairs, cfg.val_fraction, split)
         self.has_masks = self.mask_root is not None
+        self.skipped = len(bad)
+        self.split_rule = (
+            f"data.val_fraction={cfg.val_fraction:g} of the files go to val, chosen by a hash "
+            "of each path"
+        )
+        self.val_option = "data.val_fraction"
+
+    def class_counts(self) -> list[int]:
+        counts = [0] * self.num_classes
+        for _, _, rel in self.items:
+            counts[self.class_names.index(rel.parts[0])] += 1
+        return counts
+
+    def describe(self, mask_ids: bool = True) -> dict:
+        return {**super().describe(mask_ids), "skipped": self.skipped}
 
     def _mask_index(self) -> dict[str, Path]:
         index: dict[str, Path] = {}
@@ -371,6 +564,10 @@ class ShapesDataset(ImageDataset):
     num_classes = len(SHAPE_NAMES)
     num_mask_classes = len(SHAPE_NAMES) + 1
     has_masks = True
+    split_rule = (
+        f"generated: a fixed train set of {SHAPES_LENGTHS['train']} and val set of "
+        f"{SHAPES_LENGTHS['val']}"
+    )
 
     def __init__(self, cfg: DataConfig, split: str, seed: int):
         super().__init__(cfg, split, seed)
@@ -394,6 +591,10 @@ class FashionMNISTDataset(ImageDataset):
 
     class_names = list(FASHION_MNIST_CLASSES)
     num_classes = len(FASHION_MNIST_CLASSES)
+    split_rule = "train = the training set, val = the test set"
+
+    def class_counts(self) -> list[int]:
+        return np.bincount(self.labels, minlength=self.num_classes).tolist()
 
     def __init__(self, cfg: DataConfig, split: str, seed: int):
         super().__init__(cfg, split, seed)
@@ -465,6 +666,8 @@ def _read_idx(path: Path) -> np.ndarray:
 class PhotoDataset(ImageDataset):
     """``builtin:photos``: the photographs shipped with scikit-image and scikit-learn
     (unlabeled); val = :data:`PHOTO_VAL_NAMES`, train = the rest."""
+
+    split_rule = f"val = the photos {' and '.join(PHOTO_VAL_NAMES)}, train = the others"
 
     def __init__(self, cfg: DataConfig, split: str, seed: int):
         super().__init__(cfg, split, seed)

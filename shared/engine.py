@@ -34,6 +34,7 @@ from shared.checkpoint import (
     split_prefix,
 )
 from shared.config import TrainConfig, save_yaml, to_dict
+from shared.data import DATA_FILE, data_summary, format_data_summary
 from shared.ema import EMA
 from shared.images import save_grid
 from shared.pretrained import load_state
@@ -49,11 +50,14 @@ class TrainingDiverged(RuntimeError):
 class Task:
     """What a training job provides. Subclasses set ``models`` (trainable modules, prepared by
     accelerate) and may set ``ema_model`` (a key of ``models`` whose weights get an EMA copy) and
-    ``state`` (other checkpointable objects with ``state_dict``/``load_state_dict``)."""
+    ``state`` (other checkpointable objects with ``state_dict``/``load_state_dict``), and
+    ``overfit_watch`` = (training loss key, validation metric key, "min" or "max" = its better
+    direction) for the overfitting warning (:func:`overfitting`)."""
 
     models: dict[str, nn.Module]
     ema_model: str | None = None
     state: dict[str, Any] = {}
+    overfit_watch: tuple[str, str, str] | None = None
 
     def setup(self, trainer: Trainer) -> None:
         """Called once the models are on their device (move auxiliary modules here)."""
@@ -132,6 +136,7 @@ class Trainer:
         self.train_data = train_data
         self.val_data = val_data if val_data is not None and len(val_data) else None
         self.step = 0
+        self.overfitting: str | None = None  # the warning, once the run has overfitted
         names = list(task.models)
         if cfg.channels_last:
             for m in task.models.values():
@@ -239,6 +244,7 @@ class Trainer:
                 self.save_samples(fixed)
             if self.val_data is not None and (due(self.step, cfg.eval_every) or last):
                 self.log(self.evaluate(), prefix="val/")
+                self.watch_overfitting()
             if due(self.step, cfg.checkpoint_every) or last:
                 self.save_checkpoint()
         bar.close()
@@ -283,6 +289,22 @@ class Trainer:
         if self.accelerator.is_main_process:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"step": self.step, **values}) + "\n")
+
+    def watch_overfitting(self) -> None:
+        """After an evaluation (main process): the first time :func:`overfitting` fires on the
+        task's ``overfit_watch``, print its warning and add it to ``metrics.jsonl`` as
+        ``{"step", "overfitting": text}`` (a resumed run finds it there and stays quiet)."""
+        watch = self.task.overfit_watch
+        if watch is None or self.overfitting or not self.accelerator.is_main_process:
+            return
+        records = read_metrics(self.run_dir)
+        earlier = [r["overfitting"] for r in records if "overfitting" in r]
+        message = earlier[0] if earlier else overfitting(records, *watch, len(self.train_data))
+        if message and not earlier:
+            self.accelerator.print(f"warning: {message}")
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, "overfitting": message}) + "\n")
+        self.overfitting = message
 
     def save_samples(self, batch: dict) -> None:
         if not self.accelerator.is_main_process:
@@ -402,9 +424,19 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     files: dict[str, str] | None = None,
+    data: dict | None = None,
 ) -> Path:
     """Create (or reuse) the run folder ``output`` with ``config.yaml`` (the dataclass
-    ``config``, whose ``train`` field drives the loop) and any extra text ``files``, then fit."""
+    ``config``, whose ``train`` field drives the loop), the data summary ``data.json`` and any
+    extra text ``files``, then fit. The data summary (:func:`shared.data.data_summary`) is
+    printed first, made of ``train_data`` and ``val_data``; a caller whose datasets are not the
+    images (prior: code grids) passes ``data``, which it has printed itself. At the end, the
+    overfitting warning (if any) is printed again as the run's summary."""
+    if data is None:
+        source = getattr(getattr(config, "data", None), "source", None)
+        data = data_summary(train_data, val_data, source=source)
+        accelerator.print(format_data_summary(data))
+    files = {**(files or {}), DATA_FILE: json.dumps(data, indent=2, ensure_ascii=False) + "\n"}
     fresh = not resume and not (output.exists() and any(output.iterdir()))
     if accelerator.is_main_process:
         prepare_run_dir(output, overwrite=overwrite, resume=resume, files=tuple(files or ()))
@@ -428,6 +460,8 @@ def train_run(
         if fresh and accelerator.is_main_process and latest_checkpoint(output) is None:
             shutil.rmtree(output, ignore_errors=True)  # nothing to resume: not in the retry's way
         raise
+    if trainer.overfitting:
+        accelerator.print(f"warning: {trainer.overfitting}")
     return output
 
 
@@ -442,6 +476,55 @@ def frozen(module: nn.Module):
     finally:
         for p, f in zip(module.parameters(), flags, strict=True):
             p.requires_grad_(f)
+
+
+def overfitting(
+    records: list[dict],
+    train_key: str,
+    val_key: str,
+    better: str = "min",
+    examples: int | None = None,
+    patience: int = 3,
+    fall: float = 0.1,
+    tolerance: float = 0.005,
+) -> str | None:
+    """The overfitting rule on ``metrics.jsonl`` records, as a one-line warning or None.
+
+    It fires when the validation metric ``val/VAL_KEY`` has not beaten its best by more than
+    ``tolerance`` (relative) for ``patience`` evaluations while the training loss ``TRAIN_KEY``
+    fell by at least ``fall`` (relative) since that best evaluation. The training loss at an
+    evaluation is the mean of its values logged since the previous one. ``better``: "min" or
+    "max", the better direction of the metric; ``examples``: the training set size."""
+    key, sign = f"val/{val_key}", 1.0 if better == "min" else -1.0
+    evals = [(r["step"], float(r[key])) for r in records if key in r]
+    losses = [(r["step"], float(r[train_key])) for r in records if train_key in r]
+    if len(evals) <= patience:
+        return None
+    best = 0
+    for i, (_, value) in enumerate(evals):
+        if sign * (evals[best][1] - value) > tolerance * abs(evals[best][1]):
+            best = i
+    stalled = len(evals) - 1 - best
+
+    def level(i: int) -> float | None:
+        start = evals[i - 1][0] if i > 0 else -math.inf
+        window = [v for s, v in losses if start < s <= evals[i][0]]
+        window = window or [v for s, v in losses if s <= evals[i][0]][-1:]
+        return sum(window) / len(window) if window else None
+
+    then, now = level(best), level(len(evals) - 1)
+    if stalled < patience or then is None or now is None or then <= 0 or now > then * (1 - fall):
+        return None
+    (best_step, best_value), (step, value) = evals[best], evals[-1]
+    on = f" on {examples} training examples" if examples else ""
+    loss = "loss" if train_key == "loss" else f"loss '{train_key}'"
+    return (
+        f"overfitting: {key} has not improved for {stalled} evaluations (best {best_value:.4g} "
+        f"at step {best_step}, now {value:.4g} at step {step}) while the training {loss} "
+        f"fell {1 - now / then:.0%} ({then:.4g} -> {now:.4g}){on}; the model memorises its "
+        "training data: add more data, use a smaller preset, augment (data.flip=true) or train "
+        f"fewer steps (train.max_steps={best_step})"
+    )
 
 
 def due(step: int, every: int) -> bool:

@@ -41,6 +41,7 @@ class VQGANTask(Task):
         else:
             ae = VQModel.from_config(cfg.model)
         self.segmentation = cfg.model.kind == "segmentation"
+        self.overfit_watch = ("rec", "miou" if self.segmentation else "psnr", "max")
         self.models = {"ae": ae}
         if not self.segmentation:
             disc = PatchDiscriminator(

@@ -28,7 +28,6 @@ from shared.options import (
     finite_float,
     image_size,
     non_negative_float,
-    non_negative_int,
     positive_int,
     probability,
     sample_count,
@@ -58,7 +57,10 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
         s.add_argument("--config", help="YAML of a taming transformer .ckpt")
         s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
         s.add_argument(
-            "--class", dest="label", type=non_negative_int, help="class id to condition on"
+            "--class",
+            dest="label",
+            metavar="NAME|ID",
+            help="class to condition on: a class name stored with the prior, or its id",
         )
 
     n = sub.add_parser("nll", help="mean NLL (nats/token) of code grids, one JSON line")
@@ -150,9 +152,10 @@ def cmd_nll(args: argparse.Namespace) -> int:
         if cond.shape != codes.shape:
             raise DataError(f"--cond-codes {cond.shape} must match --codes {codes.shape}")
     values = []
+    label = prior.class_id(args.label) if args.label is not None else None
     for start in range(0, len(codes), args.batch_size):
         x = torch.from_numpy(codes[start : start + args.batch_size]).to(device)
-        c = args.label
+        c = label
         if cond is not None:
             c = torch.from_numpy(cond[start : start + args.batch_size]).to(device)
         values += prior.nll(x, c).tolist()
@@ -204,7 +207,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     prior, device = _load(args)
     f = prior.downsample_factor
     size = pixel_size(args.size, f) if args.size else None
-    condition = args.label
+    condition = prior.class_id(args.label) if args.label is not None else None
     if args.condition:
         if prior.condition != "spatial":
             raise DataError(
@@ -221,8 +224,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     elif prior.condition == "spatial":
         raise DataError("this prior is spatially conditioned: pass --condition MAP.png")
     if prior.condition == "class" and condition is None:
+        names = prior.class_names or []
+        choices = ", ".join(f"{i}={n}" for i, n in enumerate(names))
         raise DataError(
-            f"this prior is class-conditional: pass --class K (0..{prior.net.spec.num_classes - 1})"
+            "this prior is class-conditional: pass --class NAME or ID "
+            f"({choices or f'0..{prior.net.spec.num_classes - 1}'})"
         )
     grid = (size[0] // f, size[1] // f) if size else prior.window
     prior.net.context(condition, 1, grid)  # a bad class or condition fails before any output

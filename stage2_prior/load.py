@@ -8,6 +8,7 @@ from pathlib import Path
 
 from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_weights
 from shared.config import build_config, read_preset
+from shared.data import load_class_names
 from shared.pretrained import CONFIG_FILE, build_checked, load_state, read_json
 from shared.release import resolve_checkpoint
 from shared.run import latest_checkpoint
@@ -46,7 +47,8 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
         cond = None
         if cfg.cond_tokenizer:
             cond = load_tokenizer(cfg.cond_tokenizer, cfg.cond_tokenizer_config)
-        return Prior(net.eval(), tokenizer, cond).eval()
+        names = load_class_names(folder, net.spec.num_classes)
+        return Prior(net.eval(), tokenizer, cond, class_names=names).eval()
     raise CheckpointError(
         f"{path} is neither a prior model folder (config.json), a prior run folder with a "
         "checkpoint, nor a taming transformer checkpoint (.ckpt with --config)"
@@ -67,4 +69,5 @@ def _load_exported(folder: Path) -> Prior:
     cond = None
     if (folder / COND_TOKENIZER_DIR).is_dir():
         cond = VQModel.from_pretrained(folder / COND_TOKENIZER_DIR)
-    return Prior(net, tokenizer, cond).eval()
+    names = load_class_names(folder, net.spec.num_classes)
+    return Prior(net, tokenizer, cond, class_names=names).eval()

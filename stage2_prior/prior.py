@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.data import DataError, class_id, save_class_names
 from stage1_vqgan.model import VQModel
 from stage1_vqgan.segmentation import encode_mask
 from stage2_prior.gpt import GPTPrior
@@ -25,7 +26,8 @@ class Prior(nn.Module):
     """``sample``/``nll`` over index grids, ``decode`` to images, ``encode_condition`` for maps.
 
     ``cond_resize``: spatial maps are resized (nearest) to this square size before encoding
-    (taming's ``downsample_cond_size``); None keeps their size."""
+    (taming's ``downsample_cond_size``); None keeps their size. ``class_names``: the names of
+    a class-conditional prior's class ids (id = position), stored as ``classes.json``."""
 
     def __init__(
         self,
@@ -33,10 +35,12 @@ class Prior(nn.Module):
         tokenizer: VQModel,
         cond_tokenizer: VQModel | None = None,
         cond_resize: int | None = None,
+        class_names: list[str] | None = None,
     ):
         super().__init__()
         self.net, self.tokenizer, self.cond_tokenizer = net, tokenizer, cond_tokenizer
         self.cond_resize = cond_resize
+        self.class_names = list(class_names) if class_names else None
 
     @property
     def window(self) -> tuple[int, int]:
@@ -83,10 +87,21 @@ class Prior(nn.Module):
         x = (maps.float() / 127.5 - 1.0)[:, None]
         return tok.encode(x.expand(-1, tok.config["in_channels"], -1, -1))
 
+    def class_id(self, value: str | int) -> int:
+        """A class name or id (as ``--class`` takes it) -> the class id; a one-line DataError
+        listing the valid names when it is neither, or the prior is not class-conditional."""
+        if self.condition != "class":
+            raise DataError(
+                f"--class needs a class-conditional prior; this one is {self.condition}"
+            )
+        return class_id(value, self.class_names, self.net.spec.num_classes)
+
     def save_pretrained(self, folder: str | Path) -> Path:
-        """The network in ``folder``, its tokenizers in ``tokenizer/`` and ``cond_tokenizer/``."""
+        """The network in ``folder`` (with ``classes.json`` when it has class names), its
+        tokenizers in ``tokenizer/`` and ``cond_tokenizer/``."""
         folder = Path(folder)
         self.net.save_pretrained(folder)
+        save_class_names(folder, self.class_names or [])
         self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
         if self.cond_tokenizer is not None:
             self.cond_tokenizer.save_pretrained(folder / COND_TOKENIZER_DIR)

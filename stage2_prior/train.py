@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from accelerate.utils import set_seed
 
 from shared.config import ConfigError, read_preset
-from shared.data import build_dataset
+from shared.data import build_dataset, data_summary, format_data_summary, save_class_names
 from shared.engine import Task, Trainer, make_accelerator, train_run
 from shared.pretrained import build_checked
 from shared.release import resolve_checkpoint
@@ -31,6 +32,7 @@ TOKENIZERS_FILE = "tokenizers.json"  # in the run folder: what the codes were ma
 
 class PriorTask(Task):
     ema_model = "gpt"
+    overfit_watch = ("loss", "nll", "min")
 
     def __init__(self, cfg: PriorConfig, prior: Prior):
         self.cfg, self.prior = cfg, prior
@@ -116,7 +118,8 @@ class PriorTask(Task):
 
     def export(self, folder: Path, trainer: Trainer) -> None:
         p = self.prior
-        Prior(trainer.model("gpt", ema=True), p.tokenizer, p.cond_tokenizer).save_pretrained(folder)
+        net = trainer.model("gpt", ema=True)
+        Prior(net, p.tokenizer, p.cond_tokenizer, class_names=p.class_names).save_pretrained(folder)
 
 
 def resolve_condition(cfg: PriorConfig, num_classes: int, has_cond_tokenizer: bool) -> str:
@@ -236,7 +239,14 @@ def train(
     if resume:
         check_tokenizers(output, record)
     val_images = build_dataset(cfg.data, "val", seed=cfg.train.seed)
+    with warnings.catch_warnings():  # skipped files: said by the val scan and the summary
+        warnings.simplefilter("ignore")
+        train_images = build_dataset(cfg.data, "train", seed=cfg.train.seed)
+    data = data_summary(train_images, val_images)
+    accelerator.print(format_data_summary(data))
     prior = build_prior(cfg, tokenizer, cond_tok, val_images.num_classes)
+    if prior.condition == "class":
+        prior.class_names = list(val_images.class_names)
     encode_maps = prior.encode_condition if cond_tok is not None else None
     with accelerator.main_process_first():
         sets = {
@@ -269,7 +279,7 @@ def train(
         f"(codes cached in {sets['train'][1]}); log(K) = {math.log(spec.n_codes):.3f} nats"
     )
     task = AdatPriorTask(cfg, prior) if cfg.prior == "adatgan" else PriorTask(cfg, prior)
-    return train_run(
+    run = train_run(
         task,
         cfg,
         output,
@@ -279,7 +289,11 @@ def train(
         resume=resume,
         overwrite=overwrite,
         files={SPEC_FILE: spec_json, TOKENIZERS_FILE: json.dumps(record, indent=2) + "\n"},
+        data=data,
     )
+    if accelerator.is_main_process and (run / "model").is_dir():  # any prior's export
+        save_class_names(run / "model", prior.class_names or [])
+    return run
 
 
 def tokenizer_resolution(path: str, tokenizer: VQModel) -> tuple[int, str]:

@@ -115,6 +115,6 @@ def test_sample_class_flag_draws_one_class(cgan_run, samples_by_label, tmp_path,
     assert torch.cdist(drawn[None], per_label).argmin().item() == 7
     capsys.readouterr()
     assert gan("sample", "--checkpoint", cgan_run, "--class", 10, "--output", tmp_path / "x") == 2
-    assert "--class must be in [0, 9]" in capsys.readouterr().err
+    assert "--class 10: choose one of 0=T-shirt/top, 1=Trouser" in capsys.readouterr().err
     assert gan("sample", "--checkpoint", cgan_run, "--psi", 0.5, "--output", tmp_path / "y") == 2
     assert "mapping network" in capsys.readouterr().err

@@ -167,7 +167,7 @@ def test_cli_class_samples_any_size_and_scores_codes(class_prior, tmp_path, caps
         )
         == 2
     )
-    assert "[0, 10)" in capsys.readouterr().err
+    assert "--class 12: choose one of 0=T-shirt/top, 1=Trouser" in capsys.readouterr().err
 
 
 def test_a_run_without_export_loads_from_its_latest_checkpoint(class_prior, tmp_path):
