@@ -140,7 +140,7 @@ def build_prior(
 ) -> Prior:
     """A fresh prior whose window and vocabulary follow the tokenizers and the data."""
     f = tokenizer.downsample_factor
-    res = cfg.data.resolution
+    res = cfg.data.resolution or tokenizer.config["resolution"]  # 0: the tokenizer's size
     if res % f:
         raise ConfigError(
             f"data.resolution ({res}) must be a multiple of the tokenizer's factor {f}"
