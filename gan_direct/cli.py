@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -14,6 +13,8 @@ from shared.data import DataError, class_id
 from shared.limits import check_limit
 from shared.options import (
     ArgumentParser,
+    OutputFolder,
+    add_output_flags,
     fraction,
     integer,
     positive_float,
@@ -71,8 +72,7 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
     s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    s.add_argument("--output", required=True, help="folder for the PNGs")
-    s.add_argument("--overwrite", action="store_true", help="replace existing files")
+    add_output_flags(s, "the PNGs (grid.png, sample_0000.png, ...)")
     return p
 
 
@@ -165,12 +165,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from gan_direct.train import class_labels, generate_from, load_generator, scatter_plot
     from shared.images import save_grid, save_png
 
+    folder = OutputFolder(args.output, args.overwrite)
     gen = load_generator(args.checkpoint)
     _check_sample_args(args, gen)
     device = pick_device(args.device)
     gen = gen.to(device)
     points = getattr(gen, "points", False)
-    out = Path(args.output)
+    out = folder.path
     if points:
         targets = [out / "samples.png", out / "samples.csv"]
     else:
@@ -179,9 +180,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         targets += [out / f"attention_{g}x{g}.png" for g in gen.grids]
     if args.interpolate:
         targets.append(out / "interpolation.png")
-    existing = [p for p in targets if p.exists()]
-    if existing and not args.overwrite:
-        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    folder.check(targets)
     rng = torch.Generator().manual_seed(args.seed)
     z = truncated_noise(args.num, gen.z_dim, args.truncation, rng)
     if args.label is not None:
@@ -195,6 +194,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     with torch.no_grad():
         images = run(z, labels)
+        folder.claim(targets)
         if points:
             scatter_plot(images, None, out / "samples.png", f"{args.num} samples")
             lines = "".join(f"{a:.6g},{b:.6g}\n" for a, b in images.tolist())

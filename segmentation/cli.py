@@ -13,7 +13,14 @@ import torch
 from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
 from shared.config import build_config
 from shared.data import DataError
-from shared.options import ArgumentParser, positive_int
+from shared.options import (
+    IMAGE_OUTPUT_RULE,
+    ArgumentParser,
+    OutputFolder,
+    add_output_flags,
+    image_outputs,
+    positive_int,
+)
 
 PREVIEW_DIR = "preview"
 
@@ -22,20 +29,26 @@ def build_parser(prog: str = "twostage segment") -> argparse.ArgumentParser:
     p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    t = sub.add_parser("train", help="train a U-Net on --data with masks")
+    t = sub.add_parser(
+        "train", help="train a U-Net preset (twostage info lists them) on --data with masks"
+    )
     add_training_flags(t)
     t.add_argument("--masks", help="mask folder parallel to the --data folder (data.masks)")
 
-    s = sub.add_parser("predict", help="write a label map (PNG of class ids) for every image")
+    s = sub.add_parser(
+        "predict",
+        help="write a label map (PNG of class ids) for every image",
+        description=f"Write a label map (PNG of class ids) for every image; {IMAGE_OUTPUT_RULE} "
+        f"(colour previews likewise under DIR/{PREVIEW_DIR}/).",
+    )
     s.add_argument("--checkpoint", required=True, help="run folder or exported model folder")
     s.add_argument("--input", required=True, help="an image or a folder of images (recursive)")
-    s.add_argument("--output", required=True, help="folder for the label maps")
+    add_output_flags(s, "the label maps")
     s.add_argument("--masks", help="true masks parallel to --input: also print mIoU / accuracy")
     s.add_argument(
         "--batch-size", type=positive_int, default=8, help="images of one size per forward"
     )
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    s.add_argument("--overwrite", action="store_true", help="replace existing files")
     return p
 
 
@@ -146,24 +159,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from shared.images import save_png
     from stage1_vqgan.segmentation import colorize_mask, confusion_matrix, segmentation_scores
 
-    src, out = Path(args.input), Path(args.output)
+    folder = OutputFolder(args.output, args.overwrite)
+    src, out = Path(args.input), folder.path
     if not src.exists():
         raise DataError(f"input not found: {src}")
     paths = list_images(src) if src.is_dir() else [src]
     if not paths:
         raise DataError(f"no images in {src}")
     rels = {p: p.relative_to(src) if src.is_dir() else Path(p.name) for p in paths}
-    labels = {p: out / r.with_suffix(".png") for p, r in rels.items()}
-    previews = {p: out / PREVIEW_DIR / r.with_suffix(".png") for p, r in rels.items()}
+    labels = image_outputs(paths, src, out)
+    previews = image_outputs(paths, src, out, PREVIEW_DIR)
     targets = [*labels.values(), *previews.values()]
     if len(set(targets)) < len(targets):
         raise DataError(
-            f"two outputs of {src} would share a name (images differing only by extension, or "
-            f"a '{PREVIEW_DIR}' sub-folder); rename them"
+            f"{src} has a '{PREVIEW_DIR}' sub-folder, whose label maps would meet the colour "
+            "previews; rename it"
         )
-    existing = [t for t in targets if t.exists()]
-    if existing and not args.overwrite:
-        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    folder.check(targets)
     device = pick_device(args.device)
     net = load_unet(args.checkpoint).to(device)
     n = net.num_classes
@@ -172,6 +184,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"the model has {n} classes; label maps hold at most {MAX_LABEL_CLASSES} (8 bit)"
         )
     truth = match_masks(rels, Path(args.masks), n) if args.masks else {}
+    folder.claim(targets)
     confusion = torch.zeros(n, n, dtype=torch.long)
     for batch_paths, x in _batches(paths, net.config["in_channels"], args.batch_size):
         pred = net.predict(x.to(device)).cpu()

@@ -18,7 +18,7 @@ COMMANDS = {
     "segment": ("segmentation.cli", "U-Net semantic segmentation: train | predict"),
     "clip": ("stage2_prior.clip_cli", "text to image: optimise a tokenizer latent with CLIP"),
     "demo": ("twostage_demo.demo", "the whole pipeline on builtin:shapes, shown in index.html"),
-    "info": ("shared.info", "parameters and MACs of the networks of any preset"),
+    "info": ("shared.info", "every preset: size, purpose, CPU or GPU (info PRESET: params, MACs)"),
 }
 
 
@@ -145,9 +145,12 @@ def pick_device(name: str = "auto") -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.options import PlainHelpFormatter
+
     p = argparse.ArgumentParser(
         prog="twostage",
         description="VQGAN tokenizers, priors over their codes, CLIP guidance and pixel GANs.",
+        formatter_class=PlainHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"twostage {package_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

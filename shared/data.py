@@ -430,6 +430,11 @@ class FolderDataset(ImageDataset):
                 bad.append(f"{path} ({problem})")
         if bad and self.strict:
             raise DataError(f"cannot use {bad[0]}; set data.strict=false to skip such files")
+        if self.strict:  # decode everything now, so a bad file stops the run before training
+            for path, mask, _ in pairs:
+                problem = _decode_problem(path, mask, self.channels, self.resolution)
+                if problem is not None:
+                    raise DataError(f"{problem}; set data.strict=false to skip such files")
         if not pairs:
             raise DataError(f"no readable image in {cfg.source}, e.g. {bad[0]}")
         if bad:
@@ -502,6 +507,39 @@ class FolderDataset(ImageDataset):
         if mask.size != image.size:
             raise DataError(f"mask {mask_path} is {mask.size}, image {path} is {image.size}")
         return image, mask, label
+
+
+def _decode_problem(path: Path, mask: Path | None, channels: int, resolution: int) -> str | None:
+    """None if the image (and its mask, of the same size) decodes fully as training will
+    decode it, else the one-line reason naming the file. Remembered per file, size and
+    modification time, so the train and val scans of one run decode each file once."""
+
+    def stamp(p: Path | None) -> tuple | None:
+        if p is None:
+            return None
+        try:
+            st = p.stat()
+        except OSError:
+            return (str(p), -1, -1)
+        return (str(p), st.st_size, st.st_mtime_ns)
+
+    return _decode_problem_cached(stamp(path), stamp(mask), channels, resolution)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _decode_problem_cached(
+    image: tuple, mask: tuple | None, channels: int, resolution: int
+) -> str | None:
+    path = Path(image[0])
+    try:
+        im = _load_image(path, channels, resolution if mask is None else 0)
+        if mask is not None:
+            m = read_mask(Path(mask[0]))
+            if m.size != im.size:
+                return f"mask {mask[0]} is {m.size}, image {path} is {im.size}"
+    except DataError as e:
+        return str(e)
+    return None
 
 
 def _header_problem(path: Path) -> str | None:

@@ -17,7 +17,15 @@ from shared.config import ConfigError, build_config
 from shared.data import DataError, list_images, load_image
 from shared.images import from_uint8, save_png
 from shared.limits import check_limit
-from shared.options import ArgumentParser, positive_int
+from shared.options import (
+    IMAGE_OUTPUT_RULE,
+    OUTPUT_RULE,
+    ArgumentParser,
+    OutputFolder,
+    add_output_flags,
+    image_outputs,
+    positive_int,
+)
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
@@ -29,7 +37,7 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     p = ArgumentParser(prog=prog, description="VQGAN tokenizer (stage 1).")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    t = sub.add_parser("train", help="train a tokenizer")
+    t = sub.add_parser("train", help="train a tokenizer preset (twostage info lists them)")
     add_training_flags(t)
 
     def checkpoint_flags(s: argparse.ArgumentParser) -> None:
@@ -41,7 +49,6 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
         s.add_argument("--config", help="taming YAML config (for a .ckpt checkpoint)")
         s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
         s.add_argument("--batch-size", type=positive_int, default=8)
-        s.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
     def image_flags(s: argparse.ArgumentParser) -> None:
         s.add_argument("--input", required=True, help="an image or a folder of images")
@@ -53,20 +60,25 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
         )
         s.add_argument("--center-crop", type=positive_int, metavar="N", help="centre crop to N x N")
 
-    r = sub.add_parser("reconstruct", help="encode and decode images")
+    r = sub.add_parser(
+        "reconstruct",
+        help="encode and decode images",
+        description=f"Encode and decode images; {IMAGE_OUTPUT_RULE}. {OUTPUT_RULE}.",
+    )
     checkpoint_flags(r)
     image_flags(r)
-    r.add_argument("--output", required=True, help="folder for the reconstructed PNGs")
+    add_output_flags(r, "the reconstructed PNGs")
 
     e = sub.add_parser("encode", help="images -> code indices (N x h x w int64 .npy)")
     checkpoint_flags(e)
     image_flags(e)
     e.add_argument("--output", required=True, help="CODES.npy to write")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing CODES.npy")
 
     d = sub.add_parser("decode", help="code indices (.npy) -> PNG images (or coloured masks)")
     checkpoint_flags(d)
     d.add_argument("--codes", required=True, help="CODES.npy (N x h x w or h x w integers)")
-    d.add_argument("--output", required=True, help="folder for the decoded PNGs")
+    add_output_flags(d, "the decoded PNGs (000000.png, ...)")
     b = sub.add_parser("benchmark", help="reconstruction metrics of one or more tokenizers")
     b.add_argument(
         "--checkpoint",
@@ -85,7 +97,7 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     b.add_argument("--resolution", type=positive_int, default=256)
     b.add_argument("--num-images", type=positive_int, help="first N images (default: all)")
     b.add_argument("--batch-size", type=positive_int, default=16)
-    b.add_argument("--output", required=True, help="folder for results.json/.md and report.html")
+    add_output_flags(b, "results.json, results.md and report.html")
     b.add_argument(
         "--no-8bit",
         action="store_true",
@@ -104,7 +116,6 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
         help="random: same network at random weights (testing only); off: skip",
     )
     b.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    b.add_argument("--overwrite", action="store_true", help="replace existing result files")
     return p
 
 
@@ -138,18 +149,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    model, device = _load(args)
-    out, src = Path(args.output), Path(args.input)
+    folder = OutputFolder(args.output, args.overwrite)
+    out, src = folder.path, Path(args.input)
     paths = input_images(src)
-    targets = {p: out / (p.relative_to(src) if src.is_dir() else Path(p.name)) for p in paths}
-    targets = {
-        p: t.with_name(t.name + ".png") if t.suffix.lower() != ".png" else t
-        for p, t in targets.items()
-    }
-    _refuse_existing(list(targets.values()), args.overwrite)
-    for batch_paths, x in _image_batches(args, model, paths):
+    targets = image_outputs(paths, src, out)
+    folder.check(targets.values())
+    model, device = _load(args)
+    for i, (batch_paths, x) in enumerate(_image_batches(args, model, paths)):
         with torch.no_grad():
             rec = model.decode(model.encode(x.to(device))).clamp(-1, 1)
+        if i == 0:
+            folder.claim(targets.values())
         for img, path in zip(rec, batch_paths, strict=True):
             save_png(img, targets[path])
     print(f"wrote {len(paths)} reconstructions to {out}")
@@ -199,11 +209,12 @@ def write_codes(out: Path, codes: np.ndarray, names: list[str]) -> None:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    folder = OutputFolder(args.output, args.overwrite)
     model, device = _load(args)
     codes = read_codes(args.codes, model.n_embed)
-    out = Path(args.output)
+    out = folder.path
     targets = [out / f"{i:06d}.png" for i in range(len(codes))]
-    _refuse_existing(targets, args.overwrite)
+    folder.claim(targets)
     for start in range(0, len(codes), args.batch_size):
         batch = torch.from_numpy(codes[start : start + args.batch_size]).to(device)
         with torch.no_grad():
@@ -225,11 +236,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         load_any_tokenizer,
     )
 
-    out = Path(args.output)
+    folder = OutputFolder(args.output, args.overwrite)
+    out = folder.path
     check_limit("pixels", args.resolution**2, f"--resolution {args.resolution} (squared)")
-    _refuse_existing(
-        [out / n for n in ("results.json", "results.md", "report.html")], args.overwrite
-    )
+    results_files = [out / n for n in ("results.json", "results.md", "report.html")]
+    folder.check(results_files)
     if len(args.config) > len(args.checkpoint) or len(args.name) > len(args.checkpoint):
         raise ConfigError("more --config/--name than --checkpoint values")
     configs = [None if c == "-" else c for c in args.config]
@@ -260,7 +271,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         result = benchmark_tokenizer(tok, name, checkpoint, data, protocol, device)
         crops[name] = report.crops_html(result, tok, data, device, protocol)
         results.append(result)
-    out.mkdir(parents=True, exist_ok=True)
+    folder.claim(results_files)
     report.write_json(results, protocol, args.data, out / "results.json")
     table = report.markdown_table(results)
     (out / "results.md").write_text(table)

@@ -25,6 +25,8 @@ from shared.limits import check_limit
 from shared.options import (
     SIZE_CONVENTION,
     ArgumentParser,
+    OutputFolder,
+    add_output_flags,
     finite_float,
     image_size,
     non_negative_float,
@@ -41,7 +43,9 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
     p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    t = sub.add_parser("train", help="train a prior on the codes of --data")
+    t = sub.add_parser(
+        "train", help="train a prior preset (twostage info lists them) on the codes of --data"
+    )
     add_training_flags(t)
     t.add_argument("--tokenizer", help="stage-1 tokenizer: run folder, model folder or .ckpt")
     t.add_argument("--tokenizer-config", help="YAML of a taming tokenizer .ckpt")
@@ -97,8 +101,7 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
     )
     s.add_argument("--clip", default=None, help="CLIP for --rerank: MODEL[:PRETRAINED]")
     s.add_argument("--clip-weights", help="weights file of the --clip model")
-    s.add_argument("--output", required=True, help="folder for the PNGs and indices.npy")
-    s.add_argument("--overwrite", action="store_true", help="replace existing files")
+    add_output_flags(s, "the PNGs (sample_0000.png, ...) and indices.npy")
     return p
 
 
@@ -204,6 +207,7 @@ def rerank_scores(prior, clip, prompt: str, indices: torch.Tensor, batch: int, d
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    folder = OutputFolder(args.output, args.overwrite)
     prior, device = _load(args)
     f = prior.downsample_factor
     size = pixel_size(args.size, f) if args.size else None
@@ -237,11 +241,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             f"--size must be at least the training window "
             f"{prior.window[1] * f}x{prior.window[0] * f} pixels (WIDTHxHEIGHT)"
         )
-    out = Path(args.output)
+    out = folder.path
     targets = [out / f"sample_{i:04d}.png" for i in range(args.num)] + [out / "indices.npy"]
-    existing = [p for p in targets if p.exists()]
-    if existing and not args.overwrite:
-        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    folder.check(targets)
     total = args.num
     clip = None
     if args.rerank:
@@ -278,11 +280,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         best = scores.argsort(descending=True)[: args.num]
         indices = indices[best]
         print(json.dumps({"rerank": args.rerank, "kept_scores": scores[best].tolist()}))
+    folder.claim(targets)
     for start in range(0, args.num, args.batch_size):
         batch = indices[start : start + args.batch_size].to(device)
         for i, img in enumerate(prior.decode(batch)):
             save_png(img, targets[start + i])
-    out.mkdir(parents=True, exist_ok=True)
     np.save(out / "indices.npy", indices.numpy().astype(np.int64))
     how = f"sliding {prior.window[1]}x{prior.window[0]} window" if sliding else "one window"
     print(f"wrote {args.num} samples ({grid[1]}x{grid[0]} tokens, {how}) and indices.npy to {out}")

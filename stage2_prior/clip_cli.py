@@ -15,6 +15,8 @@ from shared.data import DataError
 from shared.options import (
     SIZE_CONVENTION,
     ArgumentParser,
+    OutputFolder,
+    add_output_flags,
     image_size,
     non_negative_float,
     non_negative_int,
@@ -22,7 +24,14 @@ from shared.options import (
     positive_int,
     seed,
 )
-from stage2_prior.clip_guidance import FINAL_FILE, TRACE_FILE, Guide, GuideConfig, run
+from stage2_prior.clip_guidance import (
+    FINAL_FILE,
+    FRAMES_DIR,
+    TRACE_FILE,
+    Guide,
+    GuideConfig,
+    run,
+)
 from stage2_prior.clip_model import DEFAULT, load_clip
 from stage2_prior.clip_prompts import Prompt, parse_prompt, parse_prompts
 
@@ -33,6 +42,15 @@ def file_prompts(items: list[str], flag: str) -> list[Prompt]:
         if not Path(p.text).is_file():
             raise DataError(f"{flag} {p.text}: no such file")
     return prompts
+
+
+def output_files(cfg: GuideConfig, output: Path) -> list[Path]:
+    """The files :func:`stage2_prior.clip_guidance.run` writes into ``output``."""
+    every = cfg.save_every
+    steps = [s for s in range(1, cfg.steps + 1) if every and (s % every == 0 or s == cfg.steps)]
+    frames = [output / FRAMES_DIR / f"step_{s:05d}.png" for s in steps]
+    video = [output / f"optimisation.{cfg.video}"] if cfg.video and frames else []
+    return [output / TRACE_FILE, *frames, output / FINAL_FILE, *video]
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -71,8 +89,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--video", choices=["gif", "mp4"])
     p.add_argument("--device", default="auto")
-    p.add_argument("--output", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    add_output_flags(p, "final.png, trace.jsonl, frames/ and the video")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -82,10 +99,6 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
     args = build_parser(prog).parse_intermixed_args(argv)  # prompts may follow flags
     prompts = [p for text in args.prompt + args.more for p in parse_prompts(text)]
-    output = Path(args.output)
-    existing = (output / FINAL_FILE).exists() or (output / TRACE_FILE).exists()
-    if existing and not args.overwrite:
-        raise DataError(f"{output} already holds a result; pass --overwrite to replace it")
     if args.init_image and not Path(args.init_image).is_file():
         raise DataError(f"--init-image {args.init_image}: no such file")
     cfg = GuideConfig(
@@ -114,6 +127,10 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     specs = args.clip or [DEFAULT]
     if args.clip_weights and len(specs) > 1:
         raise ConfigError("--clip-weights needs exactly one --clip model")
+    folder = OutputFolder(args.output, args.overwrite)
+    output = folder.path
+    targets = output_files(cfg, output)
+    folder.check(targets)
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     tokenizer = load_tokenizer(args.tokenizer, args.config).to(device)
@@ -122,6 +139,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         guide = Guide(tokenizer, clips, cfg, device)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    folder.claim(targets)
     final = run(guide, output, args.tokenizer, progress=not args.no_progress)
     print(final)
     return 0

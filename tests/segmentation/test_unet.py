@@ -155,10 +155,14 @@ def test_predict_refuses_to_overwrite(run, inputs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--overwrite" in err and "\n" not in err
     assert sorted(p.name for p in out.rglob("*")) == ["c.png", "preview"]  # nothing written
+    assert segment(*argv, "--overwrite") == 2  # --overwrite replaces only twostage's files
+    assert "did not write" in capsys.readouterr().err
+    assert (out / "preview" / "c.png").read_bytes() == b"mine"
+    (out / "preview" / "c.png").unlink()
+    assert segment(*argv) == 0
+    assert segment(*argv) == 2  # its own outputs now: replaced with --overwrite only
     assert segment(*argv, "--overwrite") == 0
-    assert (out / "sub" / "d.png").is_file() and (out / "preview" / "c.png").read_bytes()[
-        :4
-    ] != b"mine"
+    assert (out / "sub" / "d.png").is_file() and (out / "preview" / "c.png").is_file()
 
 
 @pytest.mark.parametrize(

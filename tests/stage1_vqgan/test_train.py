@@ -281,17 +281,15 @@ def test_two_process_run_writes_one_consistent_checkpoint(tmp_path):
     assert model.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 8)
 
 
-def test_reconstruct_keeps_same_stem_inputs_apart(trained, tmp_path):
+def test_reconstruct_refuses_same_stem_inputs(trained, tmp_path, capsys):
     run, _ = trained
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(np.full((32, 32, 3), 60, np.uint8)).save(folder / "a.png")
     Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(folder / "a.jpg")
     out = tmp_path / "out"
-    assert (
-        vqgan_main(
-            ["reconstruct", "--checkpoint", str(run), "--input", str(folder), "--output", str(out)]
-        )
-        == 0
-    )
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg.png", "a.png"]
+    argv = ["reconstruct", "--checkpoint", str(run), "--input", str(folder), "--output", str(out)]
+    assert vqgan_main(argv) == 2  # both would be out/a.png: refused, nothing written
+    err = capsys.readouterr().err
+    assert "a.png" in err and "a.jpg" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
