@@ -264,24 +264,10 @@ def _coerce(kind: Any, value: Any, key: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif kind is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+    elif kind in (int, float):
+        number = _number(value, kind)
+        if number is not None:
+            return number
     elif kind is str:
         if isinstance(value, str):
             return value
@@ -289,6 +275,23 @@ def _coerce(kind: Any, value: Any, key: str) -> Any:
             return str(value)
     name = getattr(kind, "__name__", str(kind))
     raise ConfigError(f"{key}: expected {_ARTICLE.get(name, name)}, got {_kind(value)}")
+
+
+def _number(value: Any, kind: type) -> int | float | None:
+    """``value`` as ``kind`` (int or float) when it is one: a number (a float must be whole to
+    be an int) or its text; None otherwise (booleans are not numbers here)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            return None
+    if isinstance(value, int) or (isinstance(value, float) and kind is float):
+        return kind(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 _ARTICLE = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text"}
