@@ -49,7 +49,7 @@ class Regression(Task):
         return {"mse": torch.stack(errs).mean().item()}
 
 
-def fit(run_dir, max_steps, resume=False, nan_at=None, **kw):
+def fit(run_dir, max_steps, resume=False, nan_at=None, make_task=None, **kw):
     torch.manual_seed(0)
     cfg = TrainConfig(
         batch_size=8,
@@ -66,7 +66,8 @@ def fit(run_dir, max_steps, resume=False, nan_at=None, **kw):
     )
     if not resume:
         prepare_run_dir(run_dir)
-    trainer = Trainer(Regression(nan_at), cfg, run_dir, Points(), Points(16), resume=resume)
+    task = make_task() if make_task else Regression(nan_at)  # built after seeding
+    trainer = Trainer(task, cfg, run_dir, Points(), Points(16), resume=resume)
     trainer.fit()
     return trainer
 

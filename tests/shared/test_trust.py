@@ -14,15 +14,14 @@ from torch import nn
 
 from shared.checkpoint import CheckpointError
 from shared.cli import main as twostage
-from shared.config import ConfigError, TrainConfig, build_config, read_preset
-from shared.engine import Trainer
+from shared.config import ConfigError, build_config, read_preset
 from shared.gan_losses import LeCam
 from shared.limits import LimitError
 from shared.pretrained import CONFIG_FILE
 from shared.run import OWNER_FILE, RunError, latest_checkpoint, prepare_run_dir
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.model import VQModel
-from tests.shared.test_engine import Points, Regression
+from tests.shared.test_engine import Regression, fit
 
 
 class Payload:
@@ -42,22 +41,8 @@ class WithLeCam(Regression):
 
 
 def fit_lecam(run_dir, steps, resume=False):
-    torch.manual_seed(0)
-    cfg = TrainConfig(
-        batch_size=8,
-        max_steps=steps,
-        checkpoint_every=5,
-        sample_every=1000,
-        eval_every=1000,
-        num_workers=0,
-        progress=False,
-        ema_decay=0.9,
-    )
-    if not resume:
-        prepare_run_dir(run_dir)
-    trainer = Trainer(WithLeCam(), cfg, run_dir, Points(), None, resume=resume)
-    trainer.fit()
-    return trainer
+    """The engine test's regression run, with a LeCam state object beside the EMA."""
+    return fit(run_dir, steps, resume=resume, make_task=WithLeCam)
 
 
 @pytest.fixture(scope="module")
