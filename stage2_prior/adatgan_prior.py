@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from shared.engine import Task, Trainer
+from shared.equalized import MinibatchStd
 from shared.gan_blocks import (
     AdatBlock,
     FastGANDownBlock,
@@ -204,8 +205,10 @@ class AdatPriorDiscriminator(nn.Module):
     """``forward(grid (B, embed_dim, h, w), labels (B,) | None) -> logits (B,)``.
 
     Conv3x3 + LReLU to ``dim`` -> + position embedding -> Adat block (both residuals) ->
-    FastGAN down block (no BN) -> mean over cells -> Linear, plus the projection
-    ``<class embedding, features>`` when ``num_classes`` > 0 (Miyato & Koyama 2018)."""
+    [minibatch std channel] -> FastGAN down block (no BN) -> mean over cells -> Linear, plus the
+    projection ``<class embedding, features>`` when ``num_classes`` > 0 (Miyato & Koyama 2018).
+    ``minibatch_std``: the spread of each group of samples as an extra channel, so D can tell a
+    collapsed batch from a varied one (ProGAN)."""
 
     def __init__(
         self,
@@ -215,19 +218,21 @@ class AdatPriorDiscriminator(nn.Module):
         heads: int = 4,
         mlp_dim: int = 512,
         num_classes: int = 0,
+        minibatch_std: bool = False,
     ):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(embed_dim, dim, 3, padding=1), nn.LeakyReLU(0.2))
         self.pos = nn.Parameter(torch.randn(window[0] * window[1], dim) * 0.02)
         self.block = AdatBlock(dim, heads, mlp_dim)
-        self.down = FastGANDownBlock(dim, dim, batch_norm=False)
+        self.spread = MinibatchStd() if minibatch_std else nn.Identity()
+        self.down = FastGANDownBlock(dim + int(minibatch_std), dim, batch_norm=False)
         self.out = nn.Linear(dim, 1)
         self.class_embed = nn.Embedding(num_classes, dim) if num_classes else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = self.stem(x)
         x = tokens_to_map(self.block(map_to_tokens(x) + self.pos), x.shape[-2:])
-        features = self.down(x).mean((2, 3))
+        features = self.down(self.spread(x)).mean((2, 3))
         logits = self.out(features)[:, 0]
         if self.class_embed is not None:
             logits = logits + (self.class_embed(labels) * features).sum(1)
@@ -262,6 +267,7 @@ class AdatPriorTask(Task):
             a.heads,
             a.mlp_dim,
             g.spec.num_classes if g.spec.condition == "class" else 0,
+            a.minibatch_std,
         )
         self.models = {"generator": g, "discriminator": d}
 

@@ -32,6 +32,7 @@ class AdatPriorConfig:
     lr_d: float = positive(2e-4)
     r1_gamma: float = 0.1  # weight of gamma/2 * R1 on the embedded real grids
     noise: float = 1.0  # std of the instance noise on every grid D sees (unit-scaled codebook)
+    minibatch_std: bool = False  # D sees the spread of its batch (ProGAN), against mode collapse
 
 
 @dataclass

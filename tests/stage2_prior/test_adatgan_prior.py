@@ -10,6 +10,7 @@ from shared.config import ConfigError, build_config, read_preset
 from shared.run import read_metrics
 from stage2_prior import load_prior
 from stage2_prior.adatgan_prior import (
+    AdatPriorDiscriminator,
     AdatPriorGenerator,
 )
 from stage2_prior.cli import main as prior_main
@@ -75,6 +76,19 @@ def test_snap_picks_the_nearest_code(gan_prior):
     assert torch.equal(net.snap(latents)[0], codes)
     z0 = net.sample(2, condition=1, temperature=0)  # z = 0: the same grid twice
     assert torch.equal(z0[0], z0[1])
+
+
+def test_minibatch_std_lets_the_discriminator_see_a_collapsed_batch():
+    """With ``minibatch_std`` the logits of one grid depend on the rest of its batch: the
+    same grid scores differently among copies of itself than among varied grids."""
+    torch.manual_seed(0)
+    grids = torch.randn(8, 4, 8, 8)
+    collapsed = grids[:1].expand(8, -1, -1, -1)
+    for spread in (False, True):
+        d = AdatPriorDiscriminator(4, (8, 8), dim=16, heads=2, mlp_dim=32, minibatch_std=spread)
+        with torch.no_grad():
+            differs = not torch.allclose(d(grids)[0], d(collapsed)[0], atol=1e-6)
+        assert differs == spread
 
 
 def test_load_and_sample_from_a_run_checkpoint(gan_prior, tmp_path):
