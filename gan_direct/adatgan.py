@@ -7,12 +7,12 @@ the generator of ``dims=[1024, 256, 128]`` at 64x64 has about 20.2M parameters a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from gan_direct.network import GANGenerator, GANNetwork
 from shared.gan_blocks import (
     AdatBlock,
     FastGANDownBlock,
@@ -22,7 +22,6 @@ from shared.gan_blocks import (
     map_to_tokens,
     tokens_to_map,
 )
-from shared.pretrained import Pretrained
 
 Maps = list[torch.Tensor]
 
@@ -59,7 +58,7 @@ class AdatDiscriminatorConfig:
     channels: int = 3  # image channels
 
 
-class AdatGenerator(Pretrained):
+class AdatGenerator(GANGenerator):
     """``forward(z (B, z_dim), labels=None) -> images (B, channels, resolution, resolution)``.
 
     Unbounded output (no tanh, as in LadaGAN); train against images in [-1, 1] and clamp when
@@ -69,12 +68,11 @@ class AdatGenerator(Pretrained):
 
     model_type = "adatgan-generator"
     spec_class = AdatGeneratorConfig
-    grids = (8, 16, 32)
+    attention_grids = (8, 16, 32)
 
     def __init__(self, **kwargs):
-        super().__init__()
-        cfg = AdatGeneratorConfig(**kwargs)
-        self.config = dataclasses.asdict(cfg)
+        super().__init__(**kwargs)
+        cfg = self.spec
         if len(cfg.dims) != 3:
             raise ValueError(f"dims needs 3 stage widths (8x8, 16x16, 32x32), got {cfg.dims}")
         if cfg.resolution % 32 or cfg.resolution < 32:
@@ -87,7 +85,7 @@ class AdatGenerator(Pretrained):
         self.to_tokens = nn.Linear(cfg.z_dim, 64 * d0, bias=False)
         self.pos = nn.ParameterList(
             nn.Parameter(torch.randn(g * g, d) * 0.02)
-            for g, d in zip(self.grids, cfg.dims, strict=True)
+            for g, d in zip(self.attention_grids, cfg.dims, strict=True)
         )
         self.blocks = nn.ModuleList(
             ModulatedAdatBlock(d, cond_dim, cfg.heads, cfg.mlp_dim) for d in cfg.dims
@@ -101,7 +99,8 @@ class AdatGenerator(Pretrained):
         cond = z if self.class_embed is None else torch.cat([z, self.class_embed(labels)], -1)
         x = self.to_tokens(z).view(z.shape[0], 64, -1)
         maps = []
-        for i, (block, pos, grid) in enumerate(zip(self.blocks, self.pos, self.grids, strict=True)):
+        stages = zip(self.blocks, self.pos, self.attention_grids, strict=True)
+        for i, (block, pos, grid) in enumerate(stages):
             if i:
                 x = self.upsample[i - 1](x, (grid // 2, grid // 2))
             x, alpha = block(x + pos, cond)
@@ -110,7 +109,7 @@ class AdatGenerator(Pretrained):
         return (images, maps) if return_maps else images
 
 
-class AdatDiscriminator(Pretrained):
+class AdatDiscriminator(GANNetwork):
     """``forward(images (B, channels, R, R)) -> logits (B, L)``: one logit per cell of a small
     map (25 at the defaults; average them in the loss, PatchGAN-like).
 
@@ -124,9 +123,8 @@ class AdatDiscriminator(Pretrained):
     spec_class = AdatDiscriminatorConfig
 
     def __init__(self, **kwargs):
-        super().__init__()
-        cfg = AdatDiscriminatorConfig(**kwargs)
-        self.config = dataclasses.asdict(cfg)
+        super().__init__(**kwargs)
+        cfg = self.spec
         blocks = len(cfg.stem) - 1
         if cfg.resolution != 16 * cfg.down_factor**blocks:
             raise ValueError(

@@ -7,14 +7,20 @@ from collections.abc import Sequence
 
 import torch
 
-from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.cli import (
+    add_device,
+    add_output_folder,
+    add_training_flags,
+    base_config,
+    pick_device,
+    run_actions,
+    training_overrides,
+)
 from shared.config import build_config
 from shared.data import DataError, class_id
 from shared.limits import check_limit
 from shared.options import (
     ArgumentParser,
-    OutputFolder,
-    add_output_flags,
     fraction,
     integer,
     positive_float,
@@ -22,6 +28,7 @@ from shared.options import (
     sample_count,
     seed,
 )
+from shared.outputs import OutputFolder
 
 MAX_ROWS = 8  # samples shown in the attention-map and interpolation images
 
@@ -71,18 +78,13 @@ def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
     )
     s.add_argument("--seed", type=seed, default=0)
     s.add_argument("--batch-size", type=positive_int, default=64)
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    add_output_flags(s, "the PNGs (grid.png, sample_0000.png, ...)")
+    add_device(s)
+    add_output_folder(s, "the PNGs (grid.png, sample_0000.png, ...)")
     return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "twostage gan") -> int:
-    return run_main(lambda a: _main(a, prog), argv, prog)
-
-
-def _main(argv: Sequence[str] | None, prog: str) -> int:
-    args = build_parser(prog).parse_args(argv)
-    return {"train": cmd_train, "sample": cmd_sample}[args.action](args)
+    return run_actions(build_parser, {"train": cmd_train, "sample": cmd_sample}, argv, prog)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -149,20 +151,21 @@ def _check_sample_args(args: argparse.Namespace, gen) -> None:
         check_limit(
             "samples", rows * args.interpolate, f"--interpolate {args.interpolate} x {rows} rows"
         )
-    if args.psi is not None and not hasattr(gen, "w_avg"):
+    if args.psi is not None and not gen.psi_truncation:
         raise DataError("--psi needs a generator with a mapping network (stylegan)")
     if args.label is not None and not gen.num_classes:
         raise DataError("--class needs a class-conditional generator (conditional: true)")
     if args.label is not None:
-        args.label = class_id(args.label, getattr(gen, "class_names", None), gen.num_classes)
-    if args.interpolate and getattr(gen, "points", False):
+        args.label = class_id(args.label, gen.class_names, gen.num_classes)
+    if args.interpolate and gen.points:
         raise DataError("--interpolate makes image rows; this generator makes 2-D points")
-    if args.attention_maps and not hasattr(gen, "grids"):
+    if args.attention_maps and not gen.attention_grids:
         raise DataError("--attention-maps needs an AdatGAN generator")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gan_direct.train import class_labels, generate_from, load_generator, scatter_plot
+    from gan_direct.plots import scatter_plot
+    from gan_direct.sample import class_labels, generate_from, load_generator
     from shared.images import save_grid, save_png
 
     folder = OutputFolder(args.output, args.overwrite)
@@ -170,14 +173,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _check_sample_args(args, gen)
     device = pick_device(args.device)
     gen = gen.to(device)
-    points = getattr(gen, "points", False)
+    points = gen.points
     out = folder.path
     if points:
         targets = [out / "samples.png", out / "samples.csv"]
     else:
         targets = [out / "grid.png"] + [out / f"sample_{i:04d}.png" for i in range(args.num)]
     if args.attention_maps:
-        targets += [out / f"attention_{g}x{g}.png" for g in gen.grids]
+        targets += [out / f"attention_{g}x{g}.png" for g in gen.attention_grids]
     if args.interpolate:
         targets.append(out / "interpolation.png")
     folder.check(targets)
@@ -207,7 +210,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if args.attention_maps:
             shown, maps = gen(z[:rows].to(device), return_maps=True)
             shown = shown.clamp(-1, 1).cpu().expand(-1, 3, -1, -1)  # gray -> RGB, beside colour
-            for grid, m in zip(gen.grids, maps, strict=True):
+            for grid, m in zip(gen.attention_grids, maps, strict=True):
                 heat = heat_maps(m, shown.shape[-1])  # (rows, heads, 3, H, W)
                 tiles = torch.cat([shown[:, None], heat], 1)  # sample, then one map per head
                 save_grid(tiles.flatten(0, 1), out / f"attention_{grid}x{grid}.png", tiles.shape[1])

@@ -19,15 +19,14 @@ DCGAN init: conv weights N(0, 0.02), BN weights N(1, 0.02), biases 0. Class cond
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from gan_direct.network import GANGenerator, GANNetwork
 from shared.gan_blocks import Projection, spectral_norm
-from shared.pretrained import Pretrained
 
 
 @dataclass
@@ -105,7 +104,7 @@ class _ConditionalInput(nn.Module):
         return z if self.embed is None else torch.cat([z, self.embed(labels)], 1)
 
 
-class DCGANGenerator(Pretrained):
+class DCGANGenerator(GANGenerator):
     """``forward(z (B, z_dim), labels=None) -> (B, channels, resolution, resolution)`` in
     [-1, 1]."""
 
@@ -113,9 +112,8 @@ class DCGANGenerator(Pretrained):
     spec_class = DCGANGeneratorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = DCGANGeneratorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.z_dim, self.num_classes = spec.z_dim, spec.num_classes
         n = _levels(spec.resolution)
         widths = [spec.base * 2**i for i in reversed(range(n))]  # 512, 256, 128, 64 at 64 px
@@ -132,16 +130,15 @@ class DCGANGenerator(Pretrained):
         return self.up(self.stem(self.input(z, labels)[:, :, None, None]))
 
 
-class DCGANDiscriminator(Pretrained):
+class DCGANDiscriminator(GANNetwork):
     """``forward(images (B, channels, R, R), labels=None) -> logits (B, 1)``."""
 
     model_type = "dcgan-discriminator"
     spec_class = DCGANDiscriminatorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = DCGANDiscriminatorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.num_classes = spec.num_classes
         n = _levels(spec.resolution)
         widths = [spec.base * 2**i for i in range(n)]  # 64, 128, 256, 512 at 64 px
@@ -168,7 +165,7 @@ class DCGANDiscriminator(Pretrained):
         return out if self.project is None else out + self.project(h.sum((2, 3)), labels)
 
 
-class TransGANHybridGenerator(Pretrained):
+class TransGANHybridGenerator(GANGenerator):
     """``forward(z (B, z_dim), labels=None) -> (B, channels, resolution, resolution)`` in
     [-1, 1]: a Transformer encoder over 4x4 latent tokens before the DCGAN upsampling."""
 
@@ -176,9 +173,8 @@ class TransGANHybridGenerator(Pretrained):
     spec_class = TransGANHybridSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = TransGANHybridSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.z_dim, self.num_classes = spec.z_dim, spec.num_classes
         n = _levels(spec.resolution)
         dim = spec.base * 2 ** (n - 1)

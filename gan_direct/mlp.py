@@ -7,15 +7,14 @@ Conditioning concatenates a learned 16-d label embedding to the input of G and o
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from gan_direct.network import GANGenerator, GANNetwork
 from shared.gan_blocks import Projection
-from shared.pretrained import Pretrained
 
 
 @dataclass
@@ -55,16 +54,15 @@ def _init(module: nn.Module, std: float) -> None:
                 nn.init.zeros_(m.bias)
 
 
-class MLPGenerator(Pretrained):
+class MLPGenerator(GANGenerator):
     """``forward(z (B, z_dim), labels (B,) | None) -> (B, *shape)``."""
 
     model_type = "mlp-generator"
     spec_class = MLPGeneratorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = MLPGeneratorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.z_dim, self.num_classes = spec.z_dim, spec.num_classes
         self.embed = nn.Embedding(spec.num_classes, spec.embed_dim) if spec.num_classes else None
         width = spec.z_dim + (spec.embed_dim if spec.num_classes else 0)
@@ -90,7 +88,7 @@ class MLPGenerator(Pretrained):
         return self.net(z).view(len(z), *self.spec.shape)
 
 
-class MLPDiscriminator(Pretrained):
+class MLPDiscriminator(GANNetwork):
     """``forward(x (B, *shape), labels (B,) | None) -> logits (B, 1)`` (no sigmoid: the losses
     work on logits, the chapter's Observación 1)."""
 
@@ -98,9 +96,8 @@ class MLPDiscriminator(Pretrained):
     spec_class = MLPDiscriminatorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = MLPDiscriminatorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.num_classes = spec.num_classes
         concat = spec.num_classes and not spec.projection
         self.embed = nn.Embedding(spec.num_classes, spec.embed_dim) if concat else None

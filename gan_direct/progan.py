@@ -26,7 +26,6 @@ Equalised learning rate everywhere (``shared.equalized``, gain ``1/sqrt(fan_in)`
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -34,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_direct.network import GANGenerator, GANNetwork
 from shared.equalized import EqualConv2d, EqualLinear, MinibatchStd, PixelNorm, ScaledLeakyReLU
 from shared.gan_blocks import Projection
-from shared.pretrained import Pretrained
 
 
 def resolution_levels(resolution: int) -> int:
@@ -70,41 +69,10 @@ class ProGANDiscriminatorSpec:
     num_classes: int = 0  # > 0: projection term on the features before the last linear
 
 
-def progressive_schedule(step: int, phase_steps: int, final_stage: int) -> tuple[int, float]:
-    """``(stage, alpha)`` at a training step: stage 0 for ``phase_steps`` steps, then for each
-    new stage a fade-in of ``phase_steps`` steps (alpha linear from 0 to 1) and a stable phase of
-    ``phase_steps`` steps; after the last stage ``(final_stage, 1.0)`` for good.
-    ``phase_steps <= 0``: no growing, ``(final_stage, 1.0)`` at every step."""
-    if phase_steps <= 0 or final_stage <= 0:
-        return max(final_stage, 0), 1.0
-    step = max(step, 0)
-    if step < phase_steps:
-        return 0, 1.0
-    stage, within = divmod(step - phase_steps, 2 * phase_steps)
-    stage += 1
-    if stage > final_stage:
-        return final_stage, 1.0
-    return stage, min(1.0, within / phase_steps)
-
-
-def blend_reals(images: torch.Tensor, stage: int, alpha: float) -> torch.Tensor:
-    """Real images ``(B, C, R, R)`` at the current resolution ``r = 4 * 2**stage``:
-    average-pooled to r and, during a fade-in (``stage > 0, alpha < 1``), blended as
-    ``(1 - alpha) * upsample_nearest(avgpool2(x_r)) + alpha * x_r``, as the generator's output
-    is. Returns ``(B, C, r, r)``."""
-    size, r = images.shape[-1], 4 * 2**stage
-    if size < r or size % r:
-        raise ValueError(f"cannot take {size}px images to the {r}px of stage {stage}")
-    x = F.avg_pool2d(images, size // r) if size > r else images
-    if stage > 0 and alpha < 1:
-        low = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
-        x = (1 - alpha) * low + alpha * x
-    return x
-
-
-class _Growing(Pretrained):
+class _Growing(GANNetwork):
     """``stage`` / ``alpha`` buffers and :meth:`grow`, shared by G and D."""
 
+    grows = True
     max_stage: int
 
     def _init_growth(self) -> None:
@@ -131,7 +99,7 @@ class _Growing(Pretrained):
         return 4 * 2 ** int(self.stage)
 
 
-class ProGANGenerator(_Growing):
+class ProGANGenerator(_Growing, GANGenerator):
     """``forward(z (B, z_dim), labels=None) -> images (B, channels, r, r)``, r the current
     resolution ``4 * 2**stage``; linear output. ``labels (B,)`` are required when
     ``num_classes > 0`` (ignored otherwise). Keyword arguments: :class:`ProGANGeneratorSpec`."""
@@ -140,9 +108,8 @@ class ProGANGenerator(_Growing):
     spec_class = ProGANGeneratorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = ProGANGeneratorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.max_stage = resolution_levels(spec.resolution)
         self.z_dim, self.num_classes = spec.z_dim, spec.num_classes
         self.resolution, self.channels = spec.resolution, spec.channels
@@ -208,9 +175,8 @@ class ProGANDiscriminator(_Growing):
     spec_class = ProGANDiscriminatorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = ProGANDiscriminatorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.max_stage = resolution_levels(spec.resolution)
         self.num_classes = spec.num_classes
         self.resolution, self.channels = spec.resolution, spec.channels

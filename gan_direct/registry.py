@@ -1,11 +1,11 @@
 """The registry of pixel-GAN networks: a config names a generator and a discriminator, each
 with its own keyword arguments, checked against the network's spec dataclass.
 
-Every generator maps ``(z (B, z_dim), labels (B,) | None) -> samples (B, *data shape)`` and has
-``z_dim`` and ``num_classes``; every discriminator maps ``(samples, labels | None) -> logits
-(B, ...)``. Data decide the sample shape: fields ``channels``/``resolution`` (images) or
-``shape`` are set from the data, and ``num_classes`` from the data's classes when the run is
-class-conditional."""
+Every generator is a :class:`~gan_direct.network.GANGenerator`, mapping ``(z (B, z_dim), labels
+(B,) | None) -> samples (B, *data shape)``; every discriminator a
+:class:`~gan_direct.network.GANNetwork` mapping ``(samples, labels | None) -> logits (B, ...)``.
+Data decide the sample shape: fields ``channels``/``resolution`` (images) or ``shape`` are set
+from the data, and ``num_classes`` from the data's classes when the run is class-conditional."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import dataclasses
 import importlib
 from typing import Any
 
-from torch import nn
-
+from gan_direct.network import GANNetwork
 from shared.config import ConfigError
 from shared.pretrained import build_checked
 
@@ -41,7 +40,7 @@ DISCRIMINATORS = {
 ROLES = {"generator": GENERATORS, "discriminator": DISCRIMINATORS}
 
 
-def network_class(role: str, name: str) -> type[nn.Module]:
+def network_class(role: str, name: str) -> type[GANNetwork]:
     """The class registered as ``name`` for ``role`` ("generator" or "discriminator")."""
     table = ROLES[role]
     if name not in table:
@@ -50,7 +49,7 @@ def network_class(role: str, name: str) -> type[nn.Module]:
     return getattr(importlib.import_module(module), cls)
 
 
-def model_types() -> dict[str, type[nn.Module]]:
+def model_types() -> dict[str, type[GANNetwork]]:
     """Exported ``model_type`` -> class, for every registered network."""
     classes = [network_class(role, n) for role, table in ROLES.items() for n in table]
     return {c.model_type: c for c in classes}
@@ -90,7 +89,7 @@ def resolve(
     return {"name": name, **dataclasses.asdict(spec)}
 
 
-def build(role: str, resolved: dict[str, Any]) -> nn.Module:
+def build(role: str, resolved: dict[str, Any]) -> GANNetwork:
     """The network of a :func:`resolve`-d config section."""
     args = dict(resolved)
     cls = network_class(role, args.pop("name"))

@@ -10,15 +10,14 @@ learnable scalar initialised to 0: the network starts purely convolutional."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from gan_direct.dcgan import _levels
+from gan_direct.network import GANGenerator, GANNetwork
 from shared.gan_blocks import ConditionalBatchNorm2d, Projection, spectral_norm
-from shared.pretrained import Pretrained
 
 
 @dataclass
@@ -59,16 +58,15 @@ class SelfAttention2d(nn.Module):
         return (y, attn) if return_map else y
 
 
-class SAGANGenerator(Pretrained):
+class SAGANGenerator(GANGenerator):
     """``forward(z (B, z_dim), labels=None) -> (B, channels, R, R)`` in [-1, 1]."""
 
     model_type = "sagan-generator"
     spec_class = SAGANGeneratorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = SAGANGeneratorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.z_dim, self.num_classes = spec.z_dim, spec.num_classes
         n = _levels(spec.resolution)
         widths = [spec.base * 2**i for i in reversed(range(n))]
@@ -97,16 +95,15 @@ class SAGANGenerator(Pretrained):
         return torch.tanh(self.to_rgb(x))
 
 
-class SAGANDiscriminator(Pretrained):
+class SAGANDiscriminator(GANNetwork):
     """``forward(images (B, channels, R, R), labels=None) -> logits (B, 1)``."""
 
     model_type = "sagan-discriminator"
     spec_class = SAGANDiscriminatorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = SAGANDiscriminatorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.num_classes = spec.num_classes
         n = _levels(spec.resolution)
         widths = [spec.base * 2**i for i in range(n)]

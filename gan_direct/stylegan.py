@@ -32,7 +32,6 @@ give 256 channels up to 32x32 and 128 at 64x64: about 6.0M parameters in G and 5
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -40,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_direct.network import GANGenerator, GANNetwork
 from gan_direct.progan import channels_at, resolution_levels
 from shared.equalized import EqualConv2d, EqualLinear, MinibatchStd, PixelNorm, ScaledLeakyReLU
 from shared.gan_blocks import Projection
-from shared.pretrained import Pretrained
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -191,19 +190,19 @@ class MappingNetwork(nn.Module):
         return self.net(x)
 
 
-class StyleGANGenerator(Pretrained):
+class StyleGANGenerator(GANGenerator):
     """``forward(z (B, z_dim), labels=None, psi=1.0, noise_mode="random") -> images (B, channels,
     resolution, resolution)``, unbounded. ``styles`` gives ``ws (B, num_ws, w_dim)`` and
     ``synthesis(ws)`` the images. Keyword arguments: :class:`StyleGANGeneratorSpec`."""
 
     model_type = "stylegan-generator"
     spec_class = StyleGANGeneratorSpec
+    psi_truncation = True
     w_avg_decay = 0.995
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = StyleGANGeneratorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.z_dim, self.w_dim, self.num_classes = spec.z_dim, spec.w_dim, spec.num_classes
         self.resolution, self.channels = spec.resolution, spec.channels
         levels = resolution_levels(spec.resolution)  # levels above 4x4
@@ -285,7 +284,7 @@ class ResidualDownBlock(nn.Module):
         return (self.main(x) + self.skip(F.avg_pool2d(x, 2))) * (1 / math.sqrt(2))
 
 
-class StyleGANDiscriminator(Pretrained):
+class StyleGANDiscriminator(GANNetwork):
     """``forward(images (B, channels, resolution, resolution), labels=None) -> logits (B, 1)``.
     ``labels (B,)`` are required when ``num_classes > 0``. Keyword arguments:
     :class:`StyleGANDiscriminatorSpec`."""
@@ -294,9 +293,8 @@ class StyleGANDiscriminator(Pretrained):
     spec_class = StyleGANDiscriminatorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = StyleGANDiscriminatorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.num_classes = spec.num_classes
         self.resolution, self.channels = spec.resolution, spec.channels
         levels = resolution_levels(spec.resolution)

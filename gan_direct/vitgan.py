@@ -18,7 +18,6 @@ with tied W_q = W_k and a GELU MLP, every Linear under improved spectral normali
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -26,13 +25,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_direct.network import GANGenerator, GANNetwork
 from shared.attention import L2Attention, build_attention
 from shared.gan_blocks import Projection, SelfModulatedLayerNorm, spectral_norm
-from shared.pretrained import Pretrained
+
+
+class _TokenGrid:
+    """For specs with ``resolution`` and ``tokens``: the image must split into a ``tokens x
+    tokens`` grid of whole patches."""
+
+    resolution: int
+    tokens: int
+
+    def __post_init__(self):
+        if self.resolution % self.tokens:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of {self.tokens}")
 
 
 @dataclass
-class ViTGANSpec:
+class ViTGANSpec(_TokenGrid):
     """Constructor arguments of :class:`ViTGANGenerator`; defaults are ViTGAN's official sizes
     (384-wide, 4 blocks, 6 heads, MLP 1536, 8-layer mapping, an 8x8 token grid)."""
 
@@ -46,10 +57,6 @@ class ViTGANSpec:
     mapping_layers: int = 8
     tokens: int = 8  # the token grid is tokens x tokens; patches are resolution/tokens pixels
     inr_dim: int = 512  # width of the patch INR
-
-    def __post_init__(self):
-        if self.resolution % self.tokens:
-            raise ValueError(f"resolution {self.resolution} is not a multiple of {self.tokens}")
 
 
 def fourier_grid(side: int, linear: nn.Linear) -> torch.Tensor:
@@ -96,7 +103,7 @@ class ViTGANBlock(nn.Module):
         return x + self.mlp(self.norm2(x, w))
 
 
-class ViTGANGenerator(Pretrained):
+class ViTGANGenerator(GANGenerator):
     """``forward(z (B, z_dim)) -> images (B, channels, resolution, resolution)``, unbounded.
     Keyword arguments are the fields of :class:`ViTGANSpec`."""
 
@@ -104,9 +111,8 @@ class ViTGANGenerator(Pretrained):
     spec_class = ViTGANSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = ViTGANSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.z_dim, self.num_classes = spec.z_dim, 0
         layers = []
         for i in range(spec.mapping_layers):
@@ -147,7 +153,7 @@ class ViTGANGenerator(Pretrained):
 
 
 @dataclass
-class ViTDiscriminatorSpec:
+class ViTDiscriminatorSpec(_TokenGrid):
     resolution: int = 32
     channels: int = 3
     dim: int = 384
@@ -158,10 +164,6 @@ class ViTDiscriminatorSpec:
     overlap: int = -1  # pixels added on each side of a patch (-1: half a patch)
     isn: bool = True  # improved spectral normalisation on every Linear
     num_classes: int = 0  # > 0: projection term on the class token
-
-    def __post_init__(self):
-        if self.resolution % self.tokens:
-            raise ValueError(f"resolution {self.resolution} is not a multiple of {self.tokens}")
 
 
 class ViTDiscriminatorBlock(nn.Module):
@@ -178,7 +180,7 @@ class ViTDiscriminatorBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class ViTDiscriminator(Pretrained):
+class ViTDiscriminator(GANNetwork):
     """``forward(images (B, channels, R, R), labels=None) -> logits (B, 1)``.
     Keyword arguments are the fields of :class:`ViTDiscriminatorSpec`."""
 
@@ -186,9 +188,8 @@ class ViTDiscriminator(Pretrained):
     spec_class = ViTDiscriminatorSpec
 
     def __init__(self, **kwargs):
-        super().__init__()
-        spec = ViTDiscriminatorSpec(**kwargs)
-        self.spec, self.config = spec, dataclasses.asdict(spec)
+        super().__init__(**kwargs)
+        spec = self.spec
         self.num_classes = spec.num_classes
         p = spec.resolution // spec.tokens
         o = p // 2 if spec.overlap < 0 else spec.overlap

@@ -166,7 +166,7 @@ def attention_section(args) -> None:
 
 
 def generators() -> dict[str, torch.nn.Module]:
-    from gan_direct.train import preset_networks
+    from gan_direct.presets import preset_networks
     from gan_direct.vitgan import ViTGANGenerator
 
     torch.manual_seed(0)

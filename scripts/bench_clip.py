@@ -32,9 +32,9 @@ def measure(size: int, variant: str, args) -> dict:
     from stage1_vqgan.benchmark import PeakMemory
     from stage1_vqgan.config import VQGANConfig
     from stage1_vqgan.model import VQModel
-    from stage2_prior.clip_guidance import Guide, GuideConfig
-    from stage2_prior.clip_model import load_clip
-    from stage2_prior.clip_prompts import Prompt
+    from stage2_prior.clip.guidance import Guide, GuideConfig
+    from stage2_prior.clip.model import load_clip
+    from stage2_prior.clip.prompts import Prompt
 
     device = torch.device(args.device)
     torch.manual_seed(0)

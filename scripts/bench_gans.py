@@ -2,7 +2,7 @@
 
 Every ``gan_direct`` preset's generator (presets whose generator and data shape repeat an
 earlier one are skipped) at its default resolution, built at random weights: parameters, MACs
-per sample (``shared.info.cost``) and samples/s of a forward pass (inference mode, batch
+per sample (``shared.flops.cost``) and samples/s of a forward pass (inference mode, batch
 ``--batch``, median of ``torch.utils.benchmark``), fp32 on CPU, bf16 autocast on CUDA.
 The baseline is the DCGAN generator of ``dcgan-cifar64``: ``x_dcgan`` = a generator's
 samples/s divided by the baseline's. One JSON line per generator after a header line, then a
@@ -35,7 +35,7 @@ def generator_row(name: str, net: torch.nn.Module, batch: int, device: str, min_
     """Parameters, MMACs per sample and forward samples/s of one generator ``net(z[, labels])``."""
     from torch.utils import benchmark
 
-    from shared.info import cost
+    from shared.flops import cost
 
     def inputs(n: int, device="cpu") -> tuple:
         z = torch.randn(n, net.z_dim, device=device)
@@ -62,7 +62,7 @@ def generator_row(name: str, net: torch.nn.Module, batch: int, device: str, min_
 
 def distinct_presets(names: list[str]) -> dict[str, tuple]:
     """Preset name -> (config, generator) for presets whose generator is not an earlier one's."""
-    from gan_direct.train import data_shape, preset_networks
+    from gan_direct.presets import data_shape, preset_networks
 
     seen, out = [], {}
     for name in names:
@@ -76,7 +76,7 @@ def distinct_presets(names: list[str]) -> dict[str, tuple]:
 
 
 def main() -> None:
-    from gan_direct.train import data_shape
+    from gan_direct.presets import data_shape
     from shared.config import preset_names
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

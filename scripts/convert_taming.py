@@ -1,5 +1,5 @@
 """Convert a taming-transformers VQGAN checkpoint (``last.ckpt`` + its YAML) to a twostage model
-folder: ``config.json`` + ``model.safetensors`` (+ ``discriminator.safetensors``).
+folder: ``config.json`` + ``model.safetensors`` (+ the ``discriminator/`` model folder).
 
     python scripts/convert_taming.py --checkpoint last.ckpt --config model.yaml --output DIR
 """
@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from shared.cli import run_main
+from shared.pretrained import load_state
 from shared.run import RunError
-from stage1_vqgan.load import save_discriminator
+from stage1_vqgan.discriminator import DISCRIMINATOR_FOLDER, PatchDiscriminator
 from stage1_vqgan.taming import load_taming_vqgan, taming_config_path, taming_model_config
 
 
@@ -24,7 +25,9 @@ def convert(checkpoint: str, config: str | None, output: str, overwrite: bool = 
     model, disc_state = load_taming_vqgan(checkpoint, config_path)
     model.save_pretrained(out)
     if disc_state is not None:
-        save_discriminator(disc_state, taming_model_config(config_path)[1], out)
+        disc = PatchDiscriminator(**taming_model_config(config_path)[1])
+        load_state(disc, disc_state, f"{checkpoint} (discriminator)")
+        disc.save_pretrained(out / DISCRIMINATOR_FOLDER)
     return out
 
 

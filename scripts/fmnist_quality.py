@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from gan_direct.train import generate, load_generator
+from gan_direct.sample import generate, load_generator
 from shared.config import DataConfig
 from shared.data import build_dataset
 from shared.fmnist_classifier import load_fmnist_classifier

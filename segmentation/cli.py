@@ -10,17 +10,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.cli import (
+    add_device,
+    add_output_folder,
+    add_training_flags,
+    base_config,
+    input_images,
+    pick_device,
+    run_actions,
+    training_overrides,
+)
 from shared.config import build_config
 from shared.data import DataError
-from shared.options import (
-    IMAGE_OUTPUT_RULE,
-    ArgumentParser,
-    OutputFolder,
-    add_output_flags,
-    image_outputs,
-    positive_int,
-)
+from shared.options import ArgumentParser, positive_int
+from shared.outputs import IMAGE_OUTPUT_RULE, OutputFolder, image_outputs
 
 PREVIEW_DIR = "preview"
 
@@ -43,22 +46,17 @@ def build_parser(prog: str = "twostage segment") -> argparse.ArgumentParser:
     )
     s.add_argument("--checkpoint", required=True, help="run folder or exported model folder")
     s.add_argument("--input", required=True, help="an image or a folder of images (recursive)")
-    add_output_flags(s, "the label maps")
+    add_output_folder(s, "the label maps")
     s.add_argument("--masks", help="true masks parallel to --input: also print mIoU / accuracy")
     s.add_argument(
         "--batch-size", type=positive_int, default=8, help="images of one size per forward"
     )
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_device(s)
     return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "twostage segment") -> int:
-    return run_main(lambda a: _main(a, prog), argv, prog)
-
-
-def _main(argv: Sequence[str] | None, prog: str) -> int:
-    args = build_parser(prog).parse_args(argv)
-    return {"train": cmd_train, "predict": cmd_predict}[args.action](args)
+    return run_actions(build_parser, {"train": cmd_train, "predict": cmd_predict}, argv, prog)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -155,17 +153,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from segmentation.train import MAX_LABEL_CLASSES, load_unet
-    from shared.data import list_images
     from shared.images import save_png
-    from stage1_vqgan.segmentation import colorize_mask, confusion_matrix, segmentation_scores
+    from stage1_vqgan import colorize_mask, confusion_matrix, segmentation_scores
 
     folder = OutputFolder(args.output, args.overwrite)
     src, out = Path(args.input), folder.path
-    if not src.exists():
-        raise DataError(f"input not found: {src}")
-    paths = list_images(src) if src.is_dir() else [src]
-    if not paths:
-        raise DataError(f"no images in {src}")
+    paths = input_images(src)
     rels = {p: p.relative_to(src) if src.is_dir() else Path(p.name) for p in paths}
     labels = image_outputs(paths, src, out)
     previews = image_outputs(paths, src, out, PREVIEW_DIR)

@@ -1,7 +1,7 @@
 """Training a U-Net on images with masks: the task plugged into the shared engine.
 
 Loss: pixel-wise cross-entropy of the logits against the mask ids. Evaluation: ``miou`` and
-``pixel_accuracy`` (``stage1_vqgan.segmentation.segmentation_scores``, summed confusion over
+``pixel_accuracy`` (``stage1_vqgan.segmentation_scores``, summed confusion over
 ``train.eval_images`` validation images) and the validation ``loss``."""
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from accelerate.utils import set_seed
 
 from segmentation.config import SegmentationConfig
 from segmentation.unet import UNet
+from shared.checkpoint import CheckpointError
 from shared.config import ConfigError
 from shared.data import DataError, build_dataset
 from shared.engine import Task, Trainer, make_accelerator, train_run
 from shared.limits import check_limit
 from shared.run import check_run_dir
-from stage1_vqgan.segmentation import colorize_mask, confusion_matrix, segmentation_scores
+from stage1_vqgan import colorize_mask, confusion_matrix, segmentation_scores
 
 MAX_LABEL_CLASSES = 256  # label maps are 8-bit PNGs of class ids
 
@@ -130,8 +131,6 @@ def train(
 
 def load_unet(path: str | Path) -> UNet:
     """The U-Net in eval mode from a run folder, its ``model`` folder or ``model/unet``."""
-    from shared.checkpoint import CheckpointError
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")

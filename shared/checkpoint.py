@@ -41,12 +41,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from shared.errors import one_line
+
 __all__ = [
     "CheckpointError",
     "Placeholder",
     "load_torch_checkpoint",
     "load_weights",
-    "one_line",
     "save_weights",
     "split_prefix",
 ]
@@ -165,13 +166,6 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty (0 bytes): {path}")
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first sentence`` of an exception, at most ~160 characters."""
-    lines = str(exc).strip().splitlines()
-    first = lines[0].split(". ")[0][:160] if lines else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _unreadable(path: Path, exc: BaseException) -> CheckpointError:

@@ -1,54 +1,38 @@
-"""The ``twostage`` command: dispatches to each stage's CLI by module name (imported lazily), and
-the pieces every stage CLI shares (training flags, one-line errors, device choice)."""
+"""The command-line layer every command shares: its flags (training, ``--device``, ``--output``
+and ``--overwrite``), the input rule, and :func:`run_main`, which turns a user's mistake into
+one line ``PROG: error: ...`` and exit code 2. The ``twostage`` command itself is the roof's
+(:mod:`twostage.cli`)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
-from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-COMMANDS = {
-    "vqgan": ("stage1_vqgan.cli", "tokenizer: train | reconstruct | encode | decode | benchmark"),
-    "prior": ("stage2_prior.cli", "GPT prior over codes: train | nll | sample"),
-    "gan": ("gan_direct.cli", "one-stage pixel GANs: train | sample"),
-    "segment": ("segmentation.cli", "U-Net semantic segmentation: train | predict"),
-    "clip": ("stage2_prior.clip_cli", "text to image: optimise a tokenizer latent with CLIP"),
-    "demo": ("twostage_demo.demo", "the whole pipeline on builtin:shapes, shown in index.html"),
-    "info": ("shared.info", "every preset: size, purpose, CPU or GPU (info PRESET: params, MACs)"),
-}
+import torch
 
+from shared.checkpoint import CheckpointError
+from shared.config import ConfigError, read_preset
+from shared.data import DataError, list_images
+from shared.engine import TrainingDiverged
+from shared.errors import first_line
+from shared.limits import LimitError
+from shared.options import non_negative_int, positive_int, seed
+from shared.run import RunError
+from shared.weights import WeightsUnavailable
 
-def package_version() -> str:
-    try:
-        return version("twostage")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that carry a one-line message meant for the user (no traceback)."""
-    from shared.checkpoint import CheckpointError
-    from shared.config import ConfigError
-    from shared.data import DataError
-    from shared.engine import TrainingDiverged
-    from shared.limits import LimitError
-    from shared.run import RunError
-    from shared.weights import WeightsUnavailable
-
-    return (
-        ConfigError,
-        DataError,
-        CheckpointError,
-        RunError,
-        WeightsUnavailable,
-        TrainingDiverged,
-        LimitError,
-        OSError,
-    )
+USER_ERRORS = (  # exceptions whose message is meant for the user (one line, no traceback)
+    ConfigError,
+    DataError,
+    CheckpointError,
+    RunError,
+    WeightsUnavailable,
+    TrainingDiverged,
+    LimitError,
+    OSError,
+)
 
 
 def run_main(
@@ -62,9 +46,8 @@ def run_main(
     warnings.formatwarning = lambda message, *args, **kwargs: f"{prog}: warning: {message}\n"
     try:
         return main(argv) or 0
-    except user_errors() as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"{prog}: error: {first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -73,11 +56,26 @@ def run_main(
         warnings.formatwarning = default_format
 
 
+def run_actions(
+    build_parser: Callable[[str], argparse.ArgumentParser],
+    actions: Mapping[str, Callable[[argparse.Namespace], int]],
+    argv: Sequence[str] | None,
+    prog: str,
+) -> int:
+    """A command with sub-commands (``twostage vqgan train ...``): parse ``argv`` with
+    ``build_parser(prog)`` (which stores the sub-command as ``action``) and run its function
+    from ``actions``, under :func:`run_main`."""
+
+    def run(argv: Sequence[str] | None) -> int:
+        args = build_parser(prog).parse_args(argv)
+        return actions[args.action](args)
+
+    return run_main(run, argv, prog)
+
+
 def add_training_flags(p: argparse.ArgumentParser) -> None:
     """The flags every ``train`` command takes, plus ``key=value`` overrides (anywhere among
     the flags with :class:`shared.options.ArgumentParser`)."""
-    from shared.options import non_negative_int, positive_int, seed
-
     p.add_argument(
         "--config",
         required=False,
@@ -91,9 +89,10 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=non_negative_int, help="steps between checkpoints (0: last only)"
     )
     p.add_argument("--seed", type=seed, help="random seed (0 to 2**32-1)")
-    p.add_argument("--output", required=True, help="run folder to create (or resume)")
+    add_output(
+        p, "run folder to create (or resume)", "replace an existing run in --output", required=True
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
     p.add_argument("--precision", choices=["no", "fp16", "bf16"], help="mixed precision")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
@@ -122,8 +121,6 @@ def training_overrides(args: argparse.Namespace) -> list[str]:
 def base_config(args: argparse.Namespace, package: str) -> dict:
     """The config a ``train`` command starts from: the run's own ``config.yaml`` on
     ``--resume``, else ``--config`` (a preset of ``package`` or a YAML file)."""
-    from shared.config import ConfigError, read_preset
-
     run_config = Path(args.output) / "config.yaml"
     if args.resume and run_config.is_file():
         return read_preset(str(run_config), package)
@@ -132,45 +129,47 @@ def base_config(args: argparse.Namespace, package: str) -> dict:
     raise ConfigError("--config is required (a preset name or a YAML file)")
 
 
-def pick_device(name: str = "auto") -> str:
-    import torch
+def add_device(p: argparse.ArgumentParser, use: str = "") -> None:
+    """``--device auto | cpu | cuda[:N]`` (:func:`pick_device`); ``use``: what it runs, shown in
+    the help."""
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]" + use)
 
+
+def pick_device(name: str = "auto") -> str:
+    """The device ``--device`` names; ``auto`` is CUDA where there is one, else the CPU."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from shared.config import ConfigError
-
         raise ConfigError("--device cuda: no CUDA device is available")
     return name
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from shared.options import PlainHelpFormatter
+def add_output(p: argparse.ArgumentParser, what: str, replaces: str, **kwargs) -> None:
+    """``--output`` (``what``: its help) and ``--overwrite`` (``replaces``: what it replaces);
+    ``kwargs`` go to ``--output`` (``required``, ``default``, ``metavar``)."""
+    p.add_argument("--output", help=what, **kwargs)
+    p.add_argument("--overwrite", action="store_true", help=replaces)
 
-    p = argparse.ArgumentParser(
-        prog="twostage",
-        description="VQGAN tokenizers, priors over their codes, CLIP guidance and pixel GANs.",
-        formatter_class=PlainHelpFormatter,
+
+def add_output_folder(p: argparse.ArgumentParser, what: str) -> None:
+    """``--output DIR`` and ``--overwrite`` of a command that writes ``what`` into a folder
+    (:class:`shared.outputs.OutputFolder`)."""
+    add_output(
+        p,
+        f"folder for {what}: new, empty, or holding only what twostage wrote there",
+        "replace files of the same names that twostage wrote, and write into a folder "
+        "holding other files (beside them); nothing is deleted",
+        required=True,
+        metavar="DIR",
     )
-    p.add_argument("--version", action="version", version=f"twostage {package_version()}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
-    return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if not argv:
-        parser.print_help(sys.stderr)
-        return 2
-    if argv[0] not in COMMANDS:
-        parser.parse_args(argv)
-        return 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:], prog=f"twostage {argv[0]}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def input_images(src: Path) -> list[Path]:
+    """The ``--input`` image, or the images of a folder (recursive, sorted); a one-line error
+    when it is missing or holds none."""
+    if not src.exists():
+        raise DataError(f"input not found: {src}")
+    paths = list_images(src) if src.is_dir() else [src]
+    if not paths:
+        raise DataError(f"no images in {src}")
+    return paths

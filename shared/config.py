@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from shared.errors import first_line
 from shared.limits import check_limit
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ def read_preset(name_or_path: str, package: str) -> dict:
     try:
         data = load_yaml(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{name_or_path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{name_or_path}: invalid YAML ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{name_or_path}: a config must be a mapping of keys to values")
     return data

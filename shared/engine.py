@@ -29,13 +29,13 @@ from shared.checkpoint import (
     CheckpointError,
     load_torch_checkpoint,
     load_weights,
-    one_line,
     save_weights,
     split_prefix,
 )
 from shared.config import TrainConfig, save_yaml, to_dict
 from shared.data import DATA_FILE, data_summary, format_data_summary
 from shared.ema import EMA
+from shared.errors import one_line
 from shared.images import save_grid
 from shared.pretrained import load_state
 from shared.run import RunError, checkpoints, latest_checkpoint, prepare_run_dir, read_metrics

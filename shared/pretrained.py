@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from shared.checkpoint import CheckpointError, load_weights, one_line, save_weights
+from shared.checkpoint import CheckpointError, load_weights, save_weights
+from shared.errors import one_line
 from shared.limits import check_limit
 
 M = TypeVar("M", bound="Pretrained")

@@ -1,5 +1,9 @@
 """Run folders: ``runs/NAME/{config.yaml, checkpoints/step_000500/, model/, samples/, logs/,
-metrics.jsonl}``. Checkpoint folders appear only complete (written aside, then renamed)."""
+metrics.jsonl}``. Checkpoint folders appear only complete (written aside, then renamed).
+
+Also the rule for an ``--output`` twostage may replace: a folder is replaced only with
+``--overwrite`` and only when twostage made it and wrote all it holds (:func:`replaces`); an
+existing file only with ``--overwrite`` (:func:`refuse_existing`)."""
 
 from __future__ import annotations
 
@@ -59,6 +63,34 @@ def check_replaceable(path: Path, kind: str) -> None:
         )
 
 
+def not_a_file(path: Path) -> None:
+    """Refuse an ``--output`` folder that is a file."""
+    if path.exists() and not path.is_dir():
+        raise RunError(f"--output {path} is a file, not a folder")
+
+
+def replaces(
+    path: Path, kind: str, overwrite: bool, hint: str = "pass --overwrite to replace it"
+) -> bool:
+    """Whether writing a ``kind`` folder ("run", "demo") at ``path`` replaces an earlier one:
+    False for a new or empty folder; True with ``overwrite`` for one twostage made that holds
+    only what it wrote (:func:`check_replaceable`); else :class:`RunError` ``PATH already
+    exists; HINT``."""
+    not_a_file(path)
+    if not (path.exists() and any(path.iterdir())):
+        return False
+    if not overwrite:
+        raise RunError(f"{path} already exists; {hint}")
+    check_replaceable(path, kind)
+    return True
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Refuse a file about to be written that exists, unless ``overwrite``."""
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise RunError(f"{path} already exists; pass --overwrite to replace it")
+
+
 def prepare_run_dir(
     path: str | Path, overwrite: bool = False, resume: bool = False, files: tuple[str, ...] = ()
 ) -> Path:
@@ -79,18 +111,13 @@ def prepare_run_dir(
 def check_run_dir(path: Path, overwrite: bool = False, resume: bool = False) -> str:
     """Validate ``--output`` without touching it: "new", "resume" or "replace" (run it on every
     process, so a mistake stops them all)."""
-    if path.exists() and not path.is_dir():
-        raise RunError(f"--output {path} is a file, not a folder")
+    not_a_file(path)
     if resume:
         if not is_run_dir(path):
             raise RunError(f"--resume: {path} is not a run folder to resume from")
         return "resume"
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise RunError(f"{path} already exists; pass --resume to continue it or --overwrite")
-        check_replaceable(path, "run")
-        return "replace"
-    return "new"
+    hint = "pass --resume to continue it or --overwrite"
+    return "replace" if replaces(path, "run", overwrite, hint) else "new"
 
 
 def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:

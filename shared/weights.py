@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from shared.checkpoint import CheckpointError, load_weights
+from shared.errors import first_line
 
 __all__ = [
     "ENV_VAR",
@@ -245,7 +246,7 @@ def download(name: str, dest_dir: str | os.PathLike | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(weights.url, str(target), weights.sha256_prefix)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         message = f"downloading {name} failed ({reason}); " + _hint(weights, False)
         raise WeightsUnavailable(message) from exc
     return target

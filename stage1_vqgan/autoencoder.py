@@ -7,6 +7,7 @@ Images are (B, C, H, W); the latent grid is (B, z_channels, H/f, W/f) with f = 2
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -108,26 +109,45 @@ class Middle(nn.Module):
         return self.block_2(self.attn_1(self.block_1(h)))
 
 
-class Encoder(nn.Module):
+@dataclass(frozen=True)
+class AutoencoderLayout:
+    """What encoder and decoder share (taming's ``ddconfig`` less the image channels): base width
+    ``ch`` times ``ch_mult`` per level (f = 2**(len(ch_mult)-1)), ``num_res_blocks`` per level
+    (the decoder one more), attention at the levels whose side is in ``attn_resolutions`` for a
+    ``resolution``-sized input, ``z_channels`` latent channels."""
+
+    ch: int
+    ch_mult: tuple[int, ...]
+    num_res_blocks: int
+    attn_resolutions: tuple[int, ...]
+    resolution: int
+    z_channels: int
+    dropout: float = 0.0
+
+
+class Tower(nn.Module):
+    """Encoder or decoder: ends in :meth:`head` (GN -> swish -> conv3x3, ``norm_out`` and
+    ``conv_out``)."""
+
+    norm_out: nn.GroupNorm
+    conv_out: nn.Conv2d
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Encoder(Tower):
     """(B, in_channels, H, W) -> (B, z_channels, H/f, W/f)."""
 
-    def __init__(
-        self,
-        ch: int,
-        ch_mult: tuple[int, ...],
-        num_res_blocks: int,
-        attn_resolutions: tuple[int, ...],
-        in_channels: int,
-        resolution: int,
-        z_channels: int,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, layout: AutoencoderLayout, in_channels: int):
         super().__init__()
+        ch, ch_mult, dropout = layout.ch, layout.ch_mult, layout.dropout
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
         self.down = nn.ModuleList()
-        res, block_in = resolution, ch
+        res, block_in = layout.resolution, ch
         for i, mult in enumerate(ch_mult):
-            level = Level(block_in, ch * mult, num_res_blocks, res in attn_resolutions, dropout)
+            attn = res in layout.attn_resolutions
+            level = Level(block_in, ch * mult, layout.num_res_blocks, attn, dropout)
             block_in = ch * mult
             if i != len(ch_mult) - 1:
                 level.downsample = Downsample(block_in)
@@ -135,7 +155,7 @@ class Encoder(nn.Module):
             self.down.append(level)
         self.mid = Middle(block_in, dropout)
         self.norm_out = group_norm(block_in)
-        self.conv_out = nn.Conv2d(block_in, z_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(block_in, layout.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -143,34 +163,23 @@ class Encoder(nn.Module):
             h = level(h)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
-        h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.head(self.mid(h))
 
 
-class Decoder(nn.Module):
+class Decoder(Tower):
     """(B, z_channels, h, w) -> (B, out_channels, h*f, w*f); ``conv_out`` is the last layer."""
 
-    def __init__(
-        self,
-        ch: int,
-        ch_mult: tuple[int, ...],
-        num_res_blocks: int,
-        attn_resolutions: tuple[int, ...],
-        out_channels: int,
-        resolution: int,
-        z_channels: int,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, layout: AutoencoderLayout, out_channels: int):
         super().__init__()
+        ch, ch_mult, dropout = layout.ch, layout.ch_mult, layout.dropout
         block_in = ch * ch_mult[-1]
-        res = resolution // 2 ** (len(ch_mult) - 1)
-        self.conv_in = nn.Conv2d(z_channels, block_in, 3, padding=1)
+        res = layout.resolution // 2 ** (len(ch_mult) - 1)
+        self.conv_in = nn.Conv2d(layout.z_channels, block_in, 3, padding=1)
         self.mid = Middle(block_in, dropout)
         levels = []
         for i in reversed(range(len(ch_mult))):
-            level = Level(
-                block_in, ch * ch_mult[i], num_res_blocks + 1, res in attn_resolutions, dropout
-            )
+            attn = res in layout.attn_resolutions
+            level = Level(block_in, ch * ch_mult[i], layout.num_res_blocks + 1, attn, dropout)
             block_in = ch * ch_mult[i]
             if i != 0:
                 level.upsample = Upsample(block_in)
@@ -192,9 +201,6 @@ class Decoder(nn.Module):
                 steps.append(level.upsample)
         steps.append(self.head)
         return steps
-
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(F.silu(self.norm_out(h)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         for step in self.stages():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -12,20 +11,25 @@ import numpy as np
 import torch
 from PIL import Image
 
-from shared.cli import add_training_flags, base_config, pick_device, run_main, training_overrides
+from shared.cli import (
+    add_device,
+    add_output,
+    add_output_folder,
+    add_training_flags,
+    base_config,
+    input_images,
+    pick_device,
+    run_actions,
+    training_overrides,
+)
+from shared.code_files import read_codes, write_codes
 from shared.config import ConfigError, build_config
-from shared.data import DataError, list_images, load_image
+from shared.data import DataError, load_image
 from shared.images import from_uint8, save_png
 from shared.limits import check_limit
-from shared.options import (
-    IMAGE_OUTPUT_RULE,
-    OUTPUT_RULE,
-    ArgumentParser,
-    OutputFolder,
-    add_output_flags,
-    image_outputs,
-    positive_int,
-)
+from shared.options import ArgumentParser, positive_int
+from shared.outputs import IMAGE_OUTPUT_RULE, OUTPUT_RULE, OutputFolder, image_outputs
+from shared.run import refuse_existing
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
@@ -47,7 +51,7 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
             help="run folder, exported model folder, taming last.ckpt, or fmnist-vqgan (shipped)",
         )
         s.add_argument("--config", help="taming YAML config (for a .ckpt checkpoint)")
-        s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+        add_device(s)
         s.add_argument("--batch-size", type=positive_int, default=8)
 
     def image_flags(s: argparse.ArgumentParser) -> None:
@@ -67,18 +71,17 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     )
     checkpoint_flags(r)
     image_flags(r)
-    add_output_flags(r, "the reconstructed PNGs")
+    add_output_folder(r, "the reconstructed PNGs")
 
     e = sub.add_parser("encode", help="images -> code indices (N x h x w int64 .npy)")
     checkpoint_flags(e)
     image_flags(e)
-    e.add_argument("--output", required=True, help="CODES.npy to write")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing CODES.npy")
+    add_output(e, "CODES.npy to write", "replace an existing CODES.npy", required=True)
 
     d = sub.add_parser("decode", help="code indices (.npy) -> PNG images (or coloured masks)")
     checkpoint_flags(d)
     d.add_argument("--codes", required=True, help="CODES.npy (N x h x w or h x w integers)")
-    add_output_flags(d, "the decoded PNGs (000000.png, ...)")
+    add_output_folder(d, "the decoded PNGs (000000.png, ...)")
     b = sub.add_parser("benchmark", help="reconstruction metrics of one or more tokenizers")
     b.add_argument(
         "--checkpoint",
@@ -97,7 +100,7 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
     b.add_argument("--resolution", type=positive_int, default=256)
     b.add_argument("--num-images", type=positive_int, help="first N images (default: all)")
     b.add_argument("--batch-size", type=positive_int, default=16)
-    add_output_flags(b, "results.json, results.md and report.html")
+    add_output_folder(b, "results.json, results.md and report.html")
     b.add_argument(
         "--no-8bit",
         action="store_true",
@@ -115,24 +118,19 @@ def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
         default="pretrained",
         help="random: same network at random weights (testing only); off: skip",
     )
-    b.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_device(b)
     return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "twostage vqgan") -> int:
-    return run_main(lambda a: _main(a, prog), argv, prog)
-
-
-def _main(argv: Sequence[str] | None, prog: str) -> int:
-    args = build_parser(prog).parse_args(argv)
-    commands = {
+    actions = {
         "train": cmd_train,
         "reconstruct": cmd_reconstruct,
         "encode": cmd_encode,
         "decode": cmd_decode,
         "benchmark": cmd_benchmark,
     }
-    return commands[args.action](args)
+    return run_actions(build_parser, actions, argv, prog)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -171,7 +169,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix != ".npy":
         raise ConfigError(f"--output {out}: codes are written as a .npy file")
-    _refuse_existing([out, out.with_suffix(".files.txt")], args.overwrite)
+    for target in (out, out.with_suffix(".files.txt")):
+        refuse_existing(target, args.overwrite)
     codes, names = [], []
     for paths, x in _image_batches(args, model, input_images(Path(args.input))):
         with torch.no_grad():
@@ -187,25 +186,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
     write_codes(out, array, names)
     print(f"wrote codes {tuple(array.shape)} to {out}")
     return 0
-
-
-def write_codes(out: Path, codes: np.ndarray, names: list[str]) -> None:
-    """``out`` (.npy of ``codes``) and ``out.files.txt`` (one source path a line, as the file
-    system spells it, so any file name fits): both complete or neither, each written to a
-    temporary file and renamed into place."""
-    listing = b"".join(os.fsencode(n) + b"\n" for n in names)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    files = out.with_suffix(".files.txt")
-    temps = [out.with_name(f".{out.name}.tmp"), files.with_name(f".{files.name}.tmp")]
-    try:
-        with open(temps[0], "wb") as f:
-            np.save(f, codes)
-        temps[1].write_bytes(listing)
-        os.replace(temps[0], out)
-        os.replace(temps[1], files)
-    finally:
-        for t in temps:
-            t.unlink(missing_ok=True)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -290,29 +270,6 @@ def checkpoint_name(source: str) -> str:
     return path.name or source
 
 
-def read_codes(path: str | Path, n_embed: int) -> np.ndarray:
-    """A (N, h, w) int64 array of code indices from a .npy file, validated against the codebook."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"codes file not found: {path}")
-    try:
-        codes = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise DataError(f"{path} is not a .npy array ({str(e).splitlines()[0]})") from None
-    if codes.ndim == 2:
-        codes = codes[None]
-    if codes.ndim != 3 or not np.issubdtype(codes.dtype, np.integer):
-        raise DataError(
-            f"{path}: expected integer codes of shape N x h x w, got {codes.dtype} {codes.shape}"
-        )
-    if codes.size and (codes.min() < 0 or codes.max() >= n_embed):
-        raise DataError(
-            f"{path}: code values must lie in [0, {n_embed - 1}], found "
-            f"[{codes.min()}, {codes.max()}]"
-        )
-    return codes.astype(np.int64)
-
-
 def fit_image(
     img: Image.Image, factor: int, resize: int | None, crop: int | None, source: str
 ) -> Image.Image:
@@ -343,16 +300,6 @@ def fit_image(
 def _center_crop(img: Image.Image, w: int, h: int) -> Image.Image:
     left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
     return img.crop((left, top, left + w, top + h))
-
-
-def input_images(src: Path) -> list[Path]:
-    """The image, or the images of a folder (recursive, sorted); a one-line error when none."""
-    if not src.exists():
-        raise DataError(f"input not found: {src}")
-    paths = list_images(src) if src.is_dir() else [src]
-    if not paths:
-        raise DataError(f"no images in {src}")
-    return paths
 
 
 def _image_batches(
@@ -387,12 +334,6 @@ def _image_batches(
 def _load(args: argparse.Namespace) -> tuple[VQModel, str]:
     device = pick_device(args.device)
     return load_tokenizer(args.checkpoint, args.config).to(device), device
-
-
-def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    existing = [p for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise DataError(f"{existing[0]} already exists; pass --overwrite to replace it")
 
 
 if __name__ == "__main__":

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from torch import nn
 
+from shared.pretrained import Pretrained
 
-class PatchDiscriminator(nn.Module):
+DISCRIMINATOR_FOLDER = "discriminator"  # its export folder, inside the tokenizer's model folder
+
+
+class PatchDiscriminator(Pretrained):
     """(B, in_channels, H, W) -> (B, 1, h, w) real/fake logits, one per overlapping patch.
 
     conv4x4/2 + LReLU, (n_layers - 1) x [conv4x4/2 + BN + LReLU], conv4x4/1 + BN + LReLU,
-    conv4x4/1 -> 1 channel; 256x256 input gives a 30x30 map (70 px receptive field)."""
+    conv4x4/1 -> 1 channel; 256x256 input gives a 30x30 map (70 px receptive field).
+    Exported with ``save_pretrained`` into the tokenizer's ``discriminator/`` folder."""
+
+    model_type = "vqgan-discriminator"
 
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3):
         super().__init__()
+        self.config = {"in_channels": in_channels, "ndf": ndf, "n_layers": n_layers}
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, n_layers + 1):

@@ -4,22 +4,21 @@ with its config."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from shared.checkpoint import CheckpointError, load_weights, save_weights
+from shared.checkpoint import CheckpointError, load_weights
 from shared.config import build_config, read_preset
 from shared.pretrained import CONFIG_FILE, load_state
 from shared.release import resolve_checkpoint
 from shared.run import latest_checkpoint
 from stage1_vqgan.config import VQGANConfig
-from stage1_vqgan.discriminator import PatchDiscriminator
+from stage1_vqgan.discriminator import DISCRIMINATOR_FOLDER, PatchDiscriminator
 from stage1_vqgan.model import VQModel
 from stage1_vqgan.taming import is_taming_file, load_taming_vqgan
 
-DISC_WEIGHTS, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"
+OLD_DISC_WEIGHTS = "discriminator.safetensors"  # earlier exports (+ discriminator.json), still read
 
 
 def load_tokenizer(path: str | Path, config: str | Path | None = None) -> VQModel:
@@ -56,11 +55,10 @@ def load_tokenizer_and_discriminator(
     )
 
 
-def save_discriminator(disc: PatchDiscriminator | dict, kwargs: dict, folder: Path) -> None:
-    state = disc.state_dict() if isinstance(disc, torch.nn.Module) else disc
-    save_weights(state, folder / DISC_WEIGHTS)
-    (folder / DISC_CONFIG).write_text(json.dumps(kwargs))
-
-
 def _discriminator_state(folder: Path) -> dict[str, torch.Tensor] | None:
-    return load_weights(folder / DISC_WEIGHTS) if (folder / DISC_WEIGHTS).is_file() else None
+    """The discriminator weights exported with the tokenizer in ``folder``: its
+    ``discriminator/`` model folder, or the older ``discriminator.safetensors``; None without."""
+    if (folder / DISCRIMINATOR_FOLDER / CONFIG_FILE).is_file():
+        return PatchDiscriminator.from_pretrained(folder / DISCRIMINATOR_FOLDER).state_dict()
+    old = folder / OLD_DISC_WEIGHTS
+    return load_weights(old) if old.is_file() else None

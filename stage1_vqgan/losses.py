@@ -1,8 +1,8 @@
 """VQGAN objective: L1/L2 + perceptual (LPIPS or EfficientNet-Lite0) reconstruction, codebook
 loss, and a patch-GAN term scaled by the adaptive weight ||grad L_rec|| / (||grad L_GAN|| + delta)
 at the decoder's last layer.
-For segmentation maps (taming's ``BCELossWithQuant``): BCE of the logits against the one-hot map
-plus the codebook loss, without perceptual or GAN terms."""
+For segmentation maps, :func:`mask_loss` (taming's ``BCELossWithQuant``): BCE of the logits
+against the one-hot map plus the codebook loss, without perceptual or GAN terms."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.efficientnet import EfficientNetPerceptual
 from shared.gan_losses import LeCam, discriminator_loss, generator_loss
 from shared.weights import (
     ENV_VAR,
@@ -23,6 +22,7 @@ from shared.weights import (
     spec,
 )
 from stage1_vqgan.config import LossConfig
+from stage1_vqgan.efficientnet import EfficientNetPerceptual
 
 
 def adaptive_weight(
@@ -89,22 +89,16 @@ def _efficientnet(backbone: str) -> nn.Module | None:
 
 
 class VQGANLoss(nn.Module):
-    """Holds the frozen perceptual network and the GAN recipe; the discriminator is passed in.
-    ``segmentation``: the BCE objective of one-hot label maps (no perceptual or GAN term)."""
+    """Holds the frozen perceptual network and the GAN recipe; the discriminator is passed in."""
 
-    def __init__(self, cfg: LossConfig, segmentation: bool = False):
+    def __init__(self, cfg: LossConfig):
         super().__init__()
-        self.cfg, self.segmentation = cfg, segmentation
-        self.perceptual = None
-        if cfg.perceptual_weight > 0 and not segmentation:
-            self.perceptual = build_perceptual(cfg)
+        self.cfg = cfg
+        self.perceptual = build_perceptual(cfg) if cfg.perceptual_weight > 0 else None
         self.lecam = LeCam(cfg.lecam_decay) if cfg.lecam_weight > 0 else None
 
     def reconstruction(self, x: torch.Tensor, xrec: torch.Tensor) -> torch.Tensor:
-        """Mean per-pixel L1/L2 plus the weighted LPIPS distance (inputs in [-1,1]); for
-        segmentation, the mean BCE of the logits ``xrec`` against the one-hot ``x``."""
-        if self.segmentation:
-            return F.binary_cross_entropy_with_logits(xrec, x)
+        """Mean per-pixel L1/L2 plus the weighted LPIPS distance (inputs in [-1,1])."""
         diff = xrec - x
         rec = diff.abs() if self.cfg.reconstruction == "l1" else diff.pow(2)
         loss = rec.mean()
@@ -113,7 +107,7 @@ class VQGANLoss(nn.Module):
         return loss
 
     def disc_active(self, step: int) -> bool:
-        return not self.segmentation and step >= self.cfg.disc_start
+        return step >= self.cfg.disc_start
 
     def generator(
         self,
@@ -152,3 +146,13 @@ class VQGANLoss(nn.Module):
             loss = loss + self.cfg.lecam_weight * reg
             logs["lecam"] = reg.item()
         return loss, logs
+
+
+def mask_loss(
+    onehot: torch.Tensor, logits: torch.Tensor, codebook_loss: torch.Tensor, codebook_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """taming's ``BCELossWithQuant``: the mean BCE of the per-label ``logits`` (B,L,H,W) against
+    the ``onehot`` map (B,L,H,W) in {0,1}, plus the weighted codebook loss."""
+    rec = F.binary_cross_entropy_with_logits(logits, onehot)
+    loss = rec + codebook_weight * codebook_loss
+    return loss, {"rec": rec.item(), "codebook": codebook_loss.item(), "loss": loss.item()}

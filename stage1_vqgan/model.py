@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from shared.config import ConfigError
 from shared.pretrained import Pretrained, build_checked
-from stage1_vqgan.autoencoder import Decoder, Encoder
+from stage1_vqgan.autoencoder import AutoencoderLayout, Decoder, Encoder
 from stage1_vqgan.config import ModelConfig
 from stage1_vqgan.quantizer import QuantizerOutput, VectorQuantizer
 
@@ -29,7 +30,7 @@ class VQModel(Pretrained):
         super().__init__()
         cfg = ModelConfig(**kwargs)
         self.config = dataclasses.asdict(cfg)
-        arch = dict(
+        layout = AutoencoderLayout(
             ch=cfg.ch,
             ch_mult=tuple(cfg.ch_mult),
             num_res_blocks=cfg.num_res_blocks,
@@ -38,8 +39,8 @@ class VQModel(Pretrained):
             z_channels=cfg.z_channels,
             dropout=cfg.dropout,
         )
-        self.encoder = Encoder(in_channels=cfg.in_channels, **arch)
-        self.decoder = Decoder(out_channels=cfg.out_channels, **arch)
+        self.encoder = Encoder(layout, cfg.in_channels)
+        self.decoder = Decoder(layout, cfg.out_channels)
         self.quantize = VectorQuantizer(
             cfg.n_embed,
             cfg.embed_dim,
@@ -58,8 +59,6 @@ class VQModel(Pretrained):
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> VQModel:
         """A fresh tokenizer; oversized or inconsistent settings are one-line errors."""
-        from shared.config import ConfigError
-
         kwargs = dataclasses.asdict(cfg)
         return build_checked(lambda: cls(**kwargs), "model (tokenizer config)", ConfigError)
 

@@ -47,11 +47,20 @@ def taming_config_path(ckpt: str | Path, config: str | Path | None = None) -> Pa
 def taming_model_config(config: str | Path) -> tuple[ModelConfig, dict | None]:
     """Our :class:`ModelConfig` and the discriminator kwargs (None for an ActNorm one, or for a
     segmentation model, which has none) from a taming YAML config."""
+    return taming_vqgan_config(read_taming_model(config), config)
+
+
+def read_taming_model(config: str | Path) -> dict:
+    """The model entry ``{target, params}`` of a taming YAML config (its ``model``, or the whole
+    file when it has none); a one-line :class:`ConfigError` when it cannot be read."""
     try:
         raw = yaml.safe_load(Path(config).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read taming config {config}: {str(e).splitlines()[0]}") from None
-    return taming_vqgan_config(raw.get("model", raw), config)
+    model = raw.get("model", raw) if isinstance(raw, dict) else None
+    if not isinstance(model, dict):
+        raise ConfigError(f"{config}: expected a 'model' entry with target and params")
+    return model
 
 
 def taming_vqgan_config(model: dict, config: str | Path) -> tuple[ModelConfig, dict | None]:

@@ -8,19 +8,18 @@ two distributions overlap, so D cannot win on exact codebook membership and G's 
 informative. (Straight-through variants, snapping the latents before D or Gumbel-softmax
 one-hots over code logits, let D win at once in our runs: their code histograms did not move
 towards the data.) Optional class conditioning: SLN on ``[z, class embedding]`` in G, a
-projection term in D. A GAN has no likelihood: ``nll`` refuses.
+projection term in D. A GAN has no likelihood: ``nll`` refuses. The training step is
+:class:`stage2_prior.adatgan_task.AdatPriorTask`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from shared.engine import Task, Trainer
 from shared.equalized import MinibatchStd
 from shared.gan_blocks import (
     AdatBlock,
@@ -30,19 +29,18 @@ from shared.gan_blocks import (
     map_to_tokens,
     tokens_to_map,
 )
-from shared.gan_losses import discriminator_loss, generator_loss, r1_penalty
 from shared.pretrained import Pretrained
-from stage2_prior.config import PriorConfig
+from stage2_prior.config import AdatGeneratorLayers
 from stage2_prior.gpt import class_ids
 from stage2_prior.sampling import check_sampling
 
 CONDITIONS = ("none", "class")
-LOSS = "non_saturating"
 
 
-@dataclass
-class AdatPriorSpec:
-    """Constructor arguments of :class:`AdatPriorGenerator` (saved in its ``config.json``).
+@dataclass(kw_only=True)
+class AdatPriorSpec(AdatGeneratorLayers):
+    """Constructor arguments of :class:`AdatPriorGenerator` (saved in its ``config.json``): the
+    generator layers of the ``adatgan`` config section, and what the tokenizer and the data fix.
 
     ``dims`` are the widths of the stages, coarse to fine; stage i runs on the grid
     ``window / 2**(len(dims) - 1 - i)``, so both window sides must be divisible by
@@ -52,10 +50,6 @@ class AdatPriorSpec:
     window: list[int]
     condition: str = "none"
     num_classes: int = 0
-    z_dim: int = 128
-    dims: list[int] = field(default_factory=lambda: [256, 128])
-    heads: int = 4
-    mlp_dim: int = 512
     embed_dim: int = 32  # the codebook's width: the generator's output channels
 
     def __post_init__(self):
@@ -72,14 +66,6 @@ class AdatPriorSpec:
             )
         if self.condition == "class" and self.num_classes < 1:
             raise ValueError("a class-conditional AdatGAN prior needs num_classes >= 1")
-
-    @property
-    def n_cond_codes(self) -> int:
-        return 0
-
-    @property
-    def has_null_class(self) -> bool:
-        return False
 
 
 @torch.no_grad()
@@ -162,24 +148,13 @@ class AdatPriorGenerator(Pretrained):
             return None
         return class_ids(condition, batch, s.num_classes, self.head.weight.device)
 
-    @torch.no_grad()
-    def sample(
-        self,
-        batch: int,
-        grid: tuple[int, int] | None = None,
-        condition=None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        cfg_scale: float = 1.0,
-        generator: torch.Generator | None = None,
-        **ignored,
-    ) -> torch.Tensor:
-        """(B,h,w) nearest codes of one forward pass with z ~ N(0, temperature^2 I) from
-        ``generator`` (1: the trained distribution; below 1 truncates towards the mode z = 0).
-        ``grid`` must be the trained grid; ``top_k``/``top_p``/``cached``/``progress`` are
-        ignored."""
-        check_sampling(temperature, top_k, top_p, cfg_scale)
+    def prepare_sample(
+        self, batch: int, grid=None, condition=None, cfg_scale: float = 1.0, **options
+    ) -> tuple[tuple[int, int], torch.Tensor | None]:
+        """Check a sampling request (arguments of :meth:`sample`; ``options`` those of
+        :func:`check_sampling`): the trained grid (h, w), and class ids (B,) or None; a
+        one-line ValueError for what cannot be sampled."""
+        check_sampling(cfg_scale=cfg_scale, **options)
         if grid is not None and tuple(grid) != self.window:
             raise ValueError(
                 f"the AdatGAN prior generates its trained {self.window[0]}x{self.window[1]} grid "
@@ -187,10 +162,19 @@ class AdatPriorGenerator(Pretrained):
             )
         if cfg_scale != 1.0:
             raise ValueError("classifier-free guidance (cfg_scale) needs a GPT prior")
-        labels = self.context(condition, batch)
+        return self.window, self.context(condition, batch)
+
+    @torch.no_grad()
+    def sample(self, batch: int, grid=None, condition=None, generator=None, **options):
+        """(B,h,w) nearest codes of one forward pass with z ~ N(0, temperature^2 I) drawn from
+        ``generator``. ``grid`` must be the trained grid; ``options``: ``temperature`` (1: the
+        trained distribution; below 1 truncates towards the mode z = 0), ``cfg_scale`` (must be
+        1), ``top_k``/``top_p`` (checked, unused), ``cached``/``progress`` (no effect: one pass)."""
+        options = {k: v for k, v in options.items() if k not in ("cached", "progress")}
+        _, labels = self.prepare_sample(batch, grid, condition, **options)
         device = self.head.weight.device
-        z = temperature * torch.randn(batch, self.spec.z_dim, generator=generator, device=device)
-        return self.snap(self(z, labels))
+        z = torch.randn(batch, self.spec.z_dim, generator=generator, device=device)
+        return self.snap(self(options.get("temperature", 1.0) * z, labels))
 
     def nll(self, indices: torch.Tensor, condition=None) -> torch.Tensor:
         raise ValueError(
@@ -237,119 +221,3 @@ class AdatPriorDiscriminator(nn.Module):
         if self.class_embed is not None:
             logits = logits + (self.class_embed(labels) * features).sum(1)
         return logits
-
-
-def code_histogram(codes: torch.Tensor, n_codes: int) -> torch.Tensor:
-    """Frequencies (n_codes,) of the indices in ``codes``."""
-    counts = torch.bincount(codes.flatten().cpu(), minlength=n_codes).double()
-    return counts / counts.sum().clamp(min=1)
-
-
-def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
-    """0.5 * ||p - q||_1 of two histograms: 0 identical, 1 disjoint."""
-    return 0.5 * (p - q).abs().sum().item()
-
-
-class AdatPriorTask(Task):
-    """D step (non-saturating loss + gamma/2 R1 on the embedded real grids), then G step through
-    the straight-through Gumbel-softmax one-hots; EMA of G is what is sampled and exported."""
-
-    ema_model = "generator"
-
-    def __init__(self, cfg: PriorConfig, prior):
-        self.cfg, self.prior = cfg, prior
-        g = prior.net
-        a = cfg.adatgan
-        d = AdatPriorDiscriminator(
-            prior.tokenizer.config["embed_dim"],
-            g.window,
-            a.d_dim,
-            a.heads,
-            a.mlp_dim,
-            g.spec.num_classes if g.spec.condition == "class" else 0,
-            a.minibatch_std,
-        )
-        self.models = {"generator": g, "discriminator": d}
-
-    def setup(self, trainer: Trainer) -> None:
-        self.prior.tokenizer.to(trainer.device).eval()
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        t, betas = self.cfg.train, tuple(self.cfg.train.adam_betas)
-        return {
-            "generator": torch.optim.Adam(self.models["generator"].parameters(), t.lr, betas),
-            "discriminator": torch.optim.Adam(
-                self.models["discriminator"].parameters(), self.cfg.adatgan.lr_d, betas
-            ),
-        }
-
-    def labels(self, batch: dict) -> torch.Tensor | None:
-        return batch["label"] if self.prior.net.spec.condition == "class" else None
-
-    def embed_indices(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B,h,w) indices -> (B,embed_dim,h,w) codebook vectors."""
-        return self.prior.net.codebook[codes].permute(0, 3, 1, 2)
-
-    def fake_grid(self, g: nn.Module, z: torch.Tensor, labels) -> torch.Tensor:
-        """(B,embed_dim,h,w) generated latents plus the instance noise: what D sees."""
-        return self.noisy(g(z, labels).float())
-
-    def noisy(self, grid: torch.Tensor) -> torch.Tensor:
-        """Instance noise N(0, noise^2) on every grid D sees, real or generated."""
-        return grid + self.cfg.adatgan.noise * torch.randn_like(grid)
-
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
-        g, d = self.models["generator"], self.models["discriminator"]
-        codes, labels = batch["codes"], self.labels(batch)
-        z = torch.randn(codes.shape[0], self.prior.net.spec.z_dim, device=codes.device)
-        gamma = self.cfg.adatgan.r1_gamma
-
-        with torch.no_grad():
-            fake = self.fake_grid(g, z, labels)
-        real = self.noisy(self.embed_indices(codes)).requires_grad_(gamma > 0)
-        d_real, d_fake = d(real, labels), d(fake, labels)
-        loss_d = discriminator_loss(LOSS, d_real, d_fake)
-        r1 = r1_penalty(d_real, real) if gamma > 0 else torch.zeros((), device=codes.device)
-        trainer.optimize("discriminator", loss_d + gamma / 2 * r1)
-
-        d.requires_grad_(False)
-        loss_g = generator_loss(LOSS, d(self.fake_grid(g, z, labels), labels))
-        trainer.optimize("generator", loss_g)
-        d.requires_grad_(True)
-        return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
-            "r1": r1.item(),
-            "d_real": d_real.mean().item(),
-            "d_fake": d_fake.mean().item(),
-        }
-
-    def generate(self, trainer: Trainer, batch: dict, seed: int) -> torch.Tensor:
-        net = trainer.model("generator", ema=True)
-        gen = torch.Generator(device=trainer.device).manual_seed(seed)
-        return net.sample(batch["codes"].shape[0], condition=self.labels(batch), generator=gen)
-
-    def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:
-        """Decoded training codes above samples for the same labels."""
-        samples = self.generate(trainer, batch, self.cfg.train.seed)
-        tok = self.prior.tokenizer
-        return torch.cat([tok.decode(batch["codes"]), tok.decode(samples)]).clamp(-1, 1)
-
-    def evaluate(self, loader, trainer: Trainer) -> dict[str, float]:
-        """``code_tv``: total variation between the code histograms of the validation grids and
-        of as many EMA-generator samples with the same labels (0 = same code frequencies)."""
-        k = self.prior.net.spec.n_codes
-        real, fake = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
-        for i, batch in enumerate(loader):
-            batch = {key: v.to(trainer.device) for key, v in batch.items()}
-            real += torch.bincount(batch["codes"].flatten().cpu(), minlength=k)
-            fake += torch.bincount(self.generate(trainer, batch, i).flatten().cpu(), minlength=k)
-        return {"code_tv": total_variation(real / real.sum(), fake / fake.sum())}
-
-    def export(self, folder: Path, trainer: Trainer) -> None:
-        from stage2_prior.prior import Prior
-
-        p = self.prior
-        Prior(trainer.model("generator", ema=True), p.tokenizer, p.cond_tokenizer).save_pretrained(
-            folder
-        )

@@ -12,21 +12,22 @@ import numpy as np
 import torch
 
 from shared.cli import (
+    add_device,
+    add_output_folder,
     add_training_flags,
     base_config,
     pick_device,
-    run_main,
+    run_actions,
     training_overrides,
 )
-from shared.config import ConfigError, build_config
+from shared.code_files import read_codes
+from shared.config import build_config
 from shared.data import DataError
 from shared.images import save_png
 from shared.limits import check_limit
 from shared.options import (
     SIZE_CONVENTION,
     ArgumentParser,
-    OutputFolder,
-    add_output_flags,
     finite_float,
     image_size,
     non_negative_float,
@@ -35,7 +36,7 @@ from shared.options import (
     sample_count,
     seed,
 )
-from stage1_vqgan.cli import read_codes
+from shared.outputs import OutputFolder
 from stage2_prior.config import PriorConfig
 
 
@@ -59,7 +60,7 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
             help="prior: run/model folder, .ckpt, or a shipped model (fmnist-gpt, fmnist-adatgan)",
         )
         s.add_argument("--config", help="YAML of a taming transformer .ckpt")
-        s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+        add_device(s)
         s.add_argument(
             "--class",
             dest="label",
@@ -101,22 +102,13 @@ def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
     )
     s.add_argument("--clip", default=None, help="CLIP for --rerank: MODEL[:PRETRAINED]")
     s.add_argument("--clip-weights", help="weights file of the --clip model")
-    add_output_flags(s, "the PNGs (sample_0000.png, ...) and indices.npy")
+    add_output_folder(s, "the PNGs (sample_0000.png, ...) and indices.npy")
     return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "twostage prior") -> int:
-    return run_main(lambda a: _main(a, prog), argv, prog)
-
-
-def _main(argv: Sequence[str] | None, prog: str) -> int:
-    args = build_parser(prog).parse_args(argv)
-    try:
-        return {"train": cmd_train, "nll": cmd_nll, "sample": cmd_sample}[args.action](args)
-    except ValueError as e:  # bad conditions, sizes or codes reported by the prior
-        if isinstance(e, ConfigError | DataError):
-            raise
-        raise DataError(str(e)) from None
+    actions = {"train": cmd_train, "nll": cmd_nll, "sample": cmd_sample}
+    return run_actions(build_parser, actions, argv, prog)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -148,10 +140,10 @@ def _load(args: argparse.Namespace):
 
 def cmd_nll(args: argparse.Namespace) -> int:
     prior, device = _load(args)
-    codes = read_codes(args.codes, prior.net.spec.n_codes)
+    codes = read_codes(args.codes, prior.n_codes)
     cond = None
     if args.cond_codes:
-        cond = read_codes(args.cond_codes, max(prior.net.spec.n_cond_codes, 1))
+        cond = read_codes(args.cond_codes, max(prior.n_cond_codes, 1))
         if cond.shape != codes.shape:
             raise DataError(f"--cond-codes {cond.shape} must match --codes {codes.shape}")
     values = []
@@ -161,7 +153,10 @@ def cmd_nll(args: argparse.Namespace) -> int:
         c = label
         if cond is not None:
             c = torch.from_numpy(cond[start : start + args.batch_size]).to(device)
-        values += prior.nll(x, c).tolist()
+        try:  # a missing or wrong condition, codes off the training window, no likelihood
+            values += prior.nll(x, c).tolist()
+        except ValueError as e:
+            raise DataError(str(e)) from None
     print(json.dumps({"nll": values}))
     return 0
 
@@ -225,29 +220,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
             )
         size = tuple(maps.shape)
         condition = prior.encode_condition(maps[None].to(device))[0]
-    elif prior.condition == "spatial":
-        raise DataError("this prior is spatially conditioned: pass --condition MAP.png")
-    if prior.condition == "class" and condition is None:
-        names = prior.class_names or []
-        choices = ", ".join(f"{i}={n}" for i, n in enumerate(names))
-        raise DataError(
-            "this prior is class-conditional: pass --class NAME or ID "
-            f"({choices or f'0..{prior.net.spec.num_classes - 1}'})"
-        )
+    options = dict(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg_scale
+    )
     grid = (size[0] // f, size[1] // f) if size else prior.window
-    prior.net.context(condition, 1, grid)  # a bad class or condition fails before any output
-    if grid[0] < prior.window[0] or grid[1] < prior.window[1]:
-        raise DataError(
-            f"--size must be at least the training window "
-            f"{prior.window[1] * f}x{prior.window[0] * f} pixels (WIDTHxHEIGHT)"
-        )
+    try:  # the whole request, before any output
+        grid = prior.check_sample(args.batch_size, grid, condition, **options)
+    except ValueError as e:
+        raise DataError(str(e)) from None
     out = folder.path
     targets = [out / f"sample_{i:04d}.png" for i in range(args.num)] + [out / "indices.npy"]
     folder.check(targets)
     total = args.num
     clip = None
     if args.rerank:
-        from stage2_prior.clip_model import DEFAULT, load_clip
+        from stage2_prior.clip.model import DEFAULT, load_clip
 
         total = args.candidates or 4 * args.num
         check_limit("samples", total, "--candidates")
@@ -265,10 +252,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             n,
             grid,
             condition,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            cfg_scale=args.cfg_scale,
+            **options,
             generator=g,
             cached=not args.no_cache,
             progress=sys.stderr.isatty() or sliding,

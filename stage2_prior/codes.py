@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from shared.config import DataConfig
 from shared.data import DataError, ImageDataset, build_dataset
-from stage1_vqgan.model import VQModel
+from stage1_vqgan import VQModel
 from stage2_prior.gpt import coord_tokens
 
 CACHE_ENV = "TWOSTAGE_CACHE"

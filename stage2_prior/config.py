@@ -10,24 +10,38 @@ from shared.config import DataConfig, TrainConfig, choice, fraction, positive
 
 
 @dataclass
-class GPTConfig:
+class GPTLayers:
+    """The GPT prior's transformer: the fields its spec (:class:`~stage2_prior.gpt.GPTSpec`) takes
+    from the ``model`` section."""
+
     n_layer: int = positive(4)
     n_head: int = positive(4)
     n_embd: int = positive(128)
     dropout: float = fraction(0.0)  # embedding, residual and attention dropout
+
+
+@dataclass
+class GPTConfig(GPTLayers):
     window: list[int] | None = None  # training window [h, w] in tokens; None = whole code grid
 
 
 @dataclass
-class AdatPriorConfig:
+class AdatGeneratorLayers:
+    """The AdatGAN prior's generator: the fields its spec
+    (:class:`~stage2_prior.adatgan_prior.AdatPriorSpec`) takes from the ``adatgan`` section."""
+
+    z_dim: int = positive(128)
+    dims: list[int] = positive([256, 128])  # widths, coarse to full grid
+    heads: int = positive(4)  # also the discriminator's
+    mlp_dim: int = positive(512)  # also the discriminator's
+
+
+@dataclass
+class AdatPriorConfig(AdatGeneratorLayers):
     """The AdatGAN prior (``prior: adatgan``): a generator of codebook-space latents (snapped to
     the nearest codes) and its discriminator; ``train.lr`` and ``train.adam_betas`` drive the
     generator's Adam."""
 
-    z_dim: int = positive(128)
-    dims: list[int] = positive([256, 128])  # widths, coarse to full grid
-    heads: int = positive(4)
-    mlp_dim: int = positive(512)
     d_dim: int = positive(128)  # discriminator width
     lr_d: float = positive(2e-4)
     r1_gamma: float = 0.1  # weight of gamma/2 * R1 on the embedded real grids

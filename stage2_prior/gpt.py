@@ -15,14 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.pretrained import Pretrained
+from stage2_prior.config import GPTLayers
 from stage2_prior.sampling import check_sampling, draw, sample_windowed
 
 KINDS = ("none", "class", "spatial", "coord")
 
 
-@dataclass
-class PriorSpec:
-    """Constructor arguments of :class:`GPTPrior` (saved in its ``config.json``).
+@dataclass(kw_only=True)
+class GPTSpec(GPTLayers):
+    """Constructor arguments of :class:`GPTPrior` (saved in its ``config.json``): the layers of
+    the ``model`` config section, and what the tokenizers and the data fix.
 
     Image tokens are ids [0, n_codes); condition tokens are ``cond_offset + c`` where c is the
     start token ``sos_token`` (none), the class id (class; id ``num_classes`` is the null class
@@ -35,10 +37,6 @@ class PriorSpec:
     num_classes: int = 0
     n_cond_codes: int = 0
     class_dropout: float = 0.0
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
     cond_offset: int | None = None  # None: n_codes
     sos_token: int = 0
     coord_factor: int = 1  # pixels per token side, for coordinate tokens
@@ -116,7 +114,7 @@ def class_ids(condition, batch: int, num_classes: int, device) -> torch.Tensor:
 
 class GPTPrior(Pretrained):
     """p(s | c) = prod_i p(s_i | s_<i, c) over a window of image tokens, condition tokens first.
-    Keyword arguments are the fields of :class:`PriorSpec`."""
+    Keyword arguments are the fields of :class:`GPTSpec`."""
 
     model_type = "gpt-prior"
 
@@ -124,7 +122,7 @@ class GPTPrior(Pretrained):
         super().__init__()
         from transformers import GPT2Config, GPT2Model
 
-        spec = PriorSpec(**kwargs)
+        spec = GPTSpec(**kwargs)
         self.spec = spec
         self.config = dataclasses.asdict(spec)
         gpt_cfg = GPT2Config(
@@ -256,6 +254,23 @@ class GPTPrior(Pretrained):
 
     # -- sampling ------------------------------------------------------------------------------
 
+    def prepare_sample(
+        self, batch: int, grid=None, condition=None, cfg_scale: float = 1.0, **options
+    ) -> tuple[tuple[int, int], torch.Tensor]:
+        """Check a sampling request (arguments of :meth:`sample`; ``options`` those of
+        :func:`check_sampling`): its grid (h, w), at least the training window, and condition
+        ids (2B rows when ``cfg_scale`` != 1: the null class after the condition); a one-line
+        ValueError for what cannot be sampled."""
+        check_sampling(cfg_scale=cfg_scale, **options)
+        grid = tuple(grid or self.window)
+        wh, ww = self.window
+        if len(grid) != 2 or grid[0] < wh or grid[1] < ww:
+            raise ValueError(f"grid {grid} must be at least the training window {self.window}")
+        ctx = self.context(condition, batch, grid)
+        if cfg_scale != 1.0:
+            ctx = torch.cat([ctx, self.null_context(batch)], dim=0)
+        return grid, ctx
+
     @torch.no_grad()
     def sample(
         self,
@@ -272,16 +287,10 @@ class GPTPrior(Pretrained):
     ) -> torch.Tensor:
         """Sample (B,h,w) indices; a grid larger than the training window is filled with the
         sliding window (each token sees the window centred on it, clamped to the canvas)."""
-        check_sampling(temperature, top_k, top_p, cfg_scale)
-        grid = tuple(grid or self.window)
-        wh, ww = self.window
-        if len(grid) != 2 or grid[0] < wh or grid[1] < ww:
-            raise ValueError(f"grid {grid} must be at least the training window {self.window}")
-        ctx = self.context(condition, batch, grid)
+        grid, ctx = self.prepare_sample(
+            batch, grid, condition, cfg_scale, temperature=temperature, top_k=top_k, top_p=top_p
+        )
         guided = cfg_scale != 1.0
-        if guided:
-            null = self.null_context(batch)
-            ctx = torch.cat([ctx, null], dim=0)
 
         def pick(last: torch.Tensor) -> torch.Tensor:
             if guided:

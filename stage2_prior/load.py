@@ -12,14 +12,11 @@ from shared.data import load_class_names
 from shared.pretrained import CONFIG_FILE, build_checked, load_state, read_json
 from shared.release import resolve_checkpoint
 from shared.run import latest_checkpoint
-from stage1_vqgan.load import load_tokenizer
-from stage1_vqgan.model import VQModel
-from stage2_prior.adatgan_prior import AdatPriorGenerator
+from stage1_vqgan import VQModel, load_tokenizer
 from stage2_prior.config import PriorConfig
-from stage2_prior.gpt import GPTPrior
+from stage2_prior.networks import BY_MODEL_TYPE, network_class
 from stage2_prior.prior import COND_TOKENIZER_DIR, SPEC_FILE, TOKENIZER_DIR, Prior
-
-NETWORKS = {cls.model_type: cls for cls in (GPTPrior, AdatPriorGenerator)}
+from stage2_prior.taming import load_taming_prior
 
 
 def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
@@ -29,8 +26,6 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_file() and path.suffix.lower() in TORCH_SUFFIXES:
-        from stage2_prior.taming import load_taming_prior
-
         return load_taming_prior(path, config).eval()
     folder = path.parent if path.is_file() else path
     for candidate in (folder, folder / "model"):
@@ -39,7 +34,7 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
     found = latest_checkpoint(folder)
     if (folder / "config.yaml").is_file() and (folder / SPEC_FILE).is_file() and found:
         cfg = build_config(PriorConfig, read_preset(str(folder / "config.yaml"), "stage2_prior"))
-        net_class = AdatPriorGenerator if cfg.prior == "adatgan" else GPTPrior
+        net_class = network_class(cfg.prior)
         spec = read_json(folder / SPEC_FILE)
         net = build_checked(lambda: net_class(**spec), str(folder / SPEC_FILE))
         load_state(net, load_weights(found[1] / "model.safetensors"), str(found[1]))
@@ -57,10 +52,10 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
 
 def _load_exported(folder: Path) -> Prior:
     model_type = read_json(folder / CONFIG_FILE).get("model_type")
-    net_class = NETWORKS.get(model_type)
+    net_class = BY_MODEL_TYPE.get(model_type)
     if net_class is None:
         raise CheckpointError(
-            f"{folder} holds a '{model_type}' model, not a prior ({', '.join(NETWORKS)})"
+            f"{folder} holds a '{model_type}' model, not a prior ({', '.join(BY_MODEL_TYPE)})"
         )
     net = net_class.from_pretrained(folder)
     if not (folder / TOKENIZER_DIR / CONFIG_FILE).is_file():

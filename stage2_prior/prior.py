@@ -1,25 +1,55 @@
 """A prior network (GPT or AdatGAN) with the stage-1 tokenizers it speaks: what
-``load_prior`` returns."""
+``load_prior`` returns, and the contract (:class:`PriorNetwork`) it needs from the network."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from shared.data import DataError, class_id, save_class_names
-from stage1_vqgan.model import VQModel
-from stage1_vqgan.segmentation import encode_mask
-from stage2_prior.gpt import GPTPrior
-
-if TYPE_CHECKING:
-    from stage2_prior.adatgan_prior import AdatPriorGenerator
+from stage1_vqgan import VQModel, encode_mask
 
 TOKENIZER_DIR, COND_TOKENIZER_DIR = "tokenizer", "cond_tokenizer"
 SPEC_FILE = "prior_spec.json"  # in a run folder: the network's arguments, for mid-run loading
+SPATIAL = ("spatial", "coord")  # conditions given as a code grid aligned with the image grid
+
+
+class NetworkSpec(Protocol):
+    """The fields every prior network's spec has (``GPTSpec``, ``AdatPriorSpec``)."""
+
+    n_codes: int  # image codebook size: indices lie in [0, n_codes)
+    window: list[int]  # trained grid [h, w]
+    condition: str  # none | class | spatial | coord
+    num_classes: int  # class ids lie in [0, num_classes) (class condition)
+
+
+class PriorNetwork(Protocol):
+    """What :class:`Prior` needs from its network (an ``nn.Module``; :class:`~stage2_prior.gpt.
+    GPTPrior`, :class:`~stage2_prior.adatgan_prior.AdatPriorGenerator`): ``prepare_sample`` checks
+    a request with the arguments of ``sample`` (grid, condition, sampling options) and returns its
+    grid (h, w) and condition input, or raises a one-line ValueError."""
+
+    model_type: str
+    spec: NetworkSpec
+
+    @property
+    def window(self) -> tuple[int, int]: ...
+
+    def prepare_sample(
+        self, batch: int, grid=None, condition=None, cfg_scale: float = 1.0, **options
+    ) -> tuple[tuple[int, int], torch.Tensor | None]: ...
+
+    def sample(self, batch: int, grid=None, condition=None, **options) -> torch.Tensor: ...
+
+    def nll(self, indices: torch.Tensor, condition=None) -> torch.Tensor: ...
+
+    def save_pretrained(self, folder: str | Path) -> Path: ...
+
+    def param_count(self) -> int: ...
 
 
 class Prior(nn.Module):
@@ -31,7 +61,7 @@ class Prior(nn.Module):
 
     def __init__(
         self,
-        net: GPTPrior | AdatPriorGenerator,
+        net: PriorNetwork,
         tokenizer: VQModel,
         cond_tokenizer: VQModel | None = None,
         cond_resize: int | None = None,
@@ -51,13 +81,56 @@ class Prior(nn.Module):
         return self.net.spec.condition
 
     @property
+    def n_codes(self) -> int:
+        return self.net.spec.n_codes
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.spec.num_classes
+
+    @property
+    def n_cond_codes(self) -> int:
+        """Vocabulary of a spatial or coord condition's code grids (a GPT's), else 0."""
+        return self.net.spec.n_cond_codes if self.condition in SPATIAL else 0
+
+    @property
     def downsample_factor(self) -> int:
         return self.tokenizer.downsample_factor
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def with_network(self, net: PriorNetwork) -> Prior:
+        """This prior's tokenizers and class names around another network (its EMA copy)."""
+        return Prior(net, self.tokenizer, self.cond_tokenizer, self.cond_resize, self.class_names)
+
     def sample(self, batch: int, grid: tuple[int, int] | None = None, condition=None, **kw):
-        """(B,h,w) indices; see :meth:`GPTPrior.sample` /
+        """(B,h,w) indices; see :meth:`~stage2_prior.gpt.GPTPrior.sample` /
         :meth:`~stage2_prior.adatgan_prior.AdatPriorGenerator.sample` for the keywords."""
         return self.net.sample(batch, grid, condition, **kw)
+
+    def check_sample(self, batch: int, grid=None, condition=None, **options) -> tuple[int, int]:
+        """The grid (h, w) of a :meth:`sample` request, checked before any work; a one-line
+        ValueError for anything sampling would refuse: a missing class (with the class names)
+        or spatial condition, a grid below the training window (in pixels), and the network's
+        own checks (:meth:`PriorNetwork.prepare_sample`)."""
+        if self.condition == "class" and condition is None:
+            names = self.class_names or []
+            choices = ", ".join(f"{i}={n}" for i, n in enumerate(names))
+            raise ValueError(
+                "this prior is class-conditional: pass --class NAME or ID "
+                f"({choices or f'0..{self.num_classes - 1}'})"
+            )
+        if self.condition == "spatial" and condition is None:
+            raise ValueError("this prior is spatially conditioned: pass --condition MAP.png")
+        (h, w), f = grid or self.window, self.downsample_factor
+        if h < self.window[0] or w < self.window[1]:
+            raise ValueError(
+                f"--size must be at least the training window "
+                f"{self.window[1] * f}x{self.window[0] * f} pixels (WIDTHxHEIGHT)"
+            )
+        return self.net.prepare_sample(batch, grid, condition, **options)[0]
 
     def nll(self, indices: torch.Tensor, condition=None) -> torch.Tensor:
         """Per-sample mean nats/token (B,) of one training window of indices (B,h,w); a
@@ -67,7 +140,7 @@ class Prior(nn.Module):
     @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """indices (B,h,w) -> images (B,C,H,W) in [-1,1]."""
-        return self.tokenizer.decode(indices.to(self.net.head.weight.device)).clamp(-1, 1)
+        return self.tokenizer.decode(indices.to(self.device)).clamp(-1, 1)
 
     @torch.no_grad()
     def encode_condition(self, maps: torch.Tensor) -> torch.Tensor:
@@ -78,7 +151,7 @@ class Prior(nn.Module):
                 "this prior has no condition tokenizer (it is not spatially conditioned)"
             )
         tok = self.cond_tokenizer
-        maps = torch.as_tensor(maps, device=self.net.head.weight.device).long()
+        maps = torch.as_tensor(maps, device=self.device).long()
         if self.cond_resize:
             size = (self.cond_resize, self.cond_resize)
             maps = F.interpolate(maps[:, None].float(), size=size, mode="nearest")[:, 0].long()
@@ -94,7 +167,7 @@ class Prior(nn.Module):
             raise DataError(
                 f"--class needs a class-conditional prior; this one is {self.condition}"
             )
-        return class_id(value, self.class_names, self.net.spec.num_classes)
+        return class_id(value, self.class_names, self.num_classes)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """The network in ``folder`` (with ``classes.json`` when it has class names), its

@@ -45,15 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_torch_checkpoint, split_prefix
 from shared.config import ConfigError
-from shared.pretrained import load_state
-from stage1_vqgan.config import ModelConfig
-from stage1_vqgan.model import VQModel
-from stage1_vqgan.taming import (
+from shared.pretrained import build_checked, load_state
+from stage1_vqgan import (
     SUPPORTED_TARGETS,
+    ModelConfig,
+    VQModel,
+    read_taming_model,
     taming_config_path,
     taming_state_dicts,
     taming_vqgan_config,
@@ -88,7 +88,7 @@ STATE_PREFIXES = ("transformer.", "first_stage_model.", "cond_stage_model.")
 class TamingPriorSetup:
     """What a ``Net2NetTransformer`` YAML describes, in our terms."""
 
-    spec: dict  # GPTPrior / PriorSpec keyword arguments
+    spec: dict  # GPTPrior / GPTSpec keyword arguments
     first_stage: ModelConfig
     cond_stage: ModelConfig | None = None  # a VQGAN condition tokenizer of its own
     cond_is_first_stage: bool = False  # "__is_first_stage__": the tokenizer encodes the condition
@@ -97,17 +97,6 @@ class TamingPriorSetup:
 
 
 # -- the YAML ----------------------------------------------------------------------------------
-
-
-def _read_model(config: Path) -> dict:
-    try:
-        raw = yaml.safe_load(Path(config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read taming config {config}: {str(e).splitlines()[0]}") from None
-    model = raw.get("model", raw) if isinstance(raw, dict) else None
-    if not isinstance(model, dict):
-        raise ConfigError(f"{config}: expected a 'model' entry with target and params")
-    return model
 
 
 def _target(entry, config: Path, what: str) -> str:
@@ -121,7 +110,7 @@ def taming_prior_setup(
 ) -> TamingPriorSetup:
     """Read a ``Net2NetTransformer`` YAML; ``window`` overrides the token grid it implies."""
     config = Path(config)
-    model = _read_model(config)
+    model = read_taming_model(config)
     target = model.get("target")
     if target != NET2NET:
         hint = (
@@ -198,7 +187,7 @@ def taming_prior_setup(
 
 
 def _condition(p: dict, config: Path, setup: TamingPriorSetup) -> tuple[str, dict]:
-    """(condition kind, extra PriorSpec kwargs), in the order taming's Net2NetTransformer checks."""
+    """(condition kind, extra GPTSpec kwargs), in the order taming's Net2NetTransformer checks."""
     cs = p.get("cond_stage_config")
     if cs == IS_FIRST_STAGE:
         setup.cond_is_first_stage = True
@@ -377,7 +366,7 @@ def is_taming_prior_file(path: str | Path, config: str | Path | None = None) -> 
     if not path.is_file() or path.suffix.lower() not in TORCH_SUFFIXES:
         return False
     try:
-        return _read_model(taming_config_path(path, config)).get("target") == NET2NET
+        return read_taming_model(taming_config_path(path, config)).get("target") == NET2NET
     except ConfigError:
         return False
 
@@ -389,7 +378,8 @@ def load_taming_prior(
     (``config``, else ``configs/*-project.yaml`` of its log folder). ``window`` overrides the token
     grid read from the YAML. Errors are one-line :class:`ConfigError`/:class:`CheckpointError`."""
     ckpt = Path(ckpt)
-    setup = taming_prior_setup(taming_config_path(ckpt, config), window)
+    config = taming_config_path(ckpt, config)
+    setup = taming_prior_setup(config, window)
     raw = load_torch_checkpoint(ckpt)
     state = raw.get("state_dict", raw)
     if not isinstance(state, dict) or not state:
@@ -404,7 +394,7 @@ def load_taming_prior(
     gpt_state = split_prefix(state, "transformer")
     if not gpt_state:
         raise CheckpointError(f"{ckpt} holds no transformer.* weights: not a Net2NetTransformer")
-    net = GPTPrior(**setup.spec)
+    net = build_checked(lambda: GPTPrior(**setup.spec), f"{config} (transformer)", ConfigError)
     load_state(net, mingpt_to_gpt2(gpt_state, str(ckpt)), f"{ckpt} (transformer)")
 
     tokenizer = _tokenizer(setup.first_stage, state, "first_stage_model", str(ckpt))

@@ -1,5 +1,6 @@
-"""Training a prior on cached code grids: the GPT task plugged into the shared engine, or the
-AdatGAN prior's (:mod:`stage2_prior.adatgan_prior`) when ``prior: adatgan``."""
+"""Training a prior on cached code grids: extract (or reuse) the codes, build the network the
+config names, and run its task (:mod:`stage2_prior.gpt_task`, :mod:`stage2_prior.adatgan_task`)
+in the shared engine."""
 
 from __future__ import annotations
 
@@ -9,117 +10,23 @@ import math
 import warnings
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from accelerate.utils import set_seed
 
 from shared.config import ConfigError, read_preset
 from shared.data import build_dataset, data_summary, format_data_summary, save_class_names
-from shared.engine import Task, Trainer, make_accelerator, train_run
-from shared.pretrained import build_checked
+from shared.engine import make_accelerator, train_run
 from shared.release import resolve_checkpoint
 from shared.run import RunError, check_run_dir
-from stage1_vqgan.load import load_tokenizer
-from stage1_vqgan.model import VQModel
-from stage2_prior.adatgan_prior import AdatPriorGenerator, AdatPriorTask
+from stage1_vqgan import VQModel, load_tokenizer
+from stage2_prior.adatgan_task import AdatPriorTask
 from stage2_prior.codes import CodeWindows, extract_codes, tokenizer_identity
 from stage2_prior.config import PriorConfig
-from stage2_prior.gpt import GPTPrior, bits_per_dim
+from stage2_prior.gpt_task import GPTPriorTask
+from stage2_prior.networks import build_network
 from stage2_prior.prior import SPEC_FILE, Prior
 
+TASKS = {"gpt": GPTPriorTask, "adatgan": AdatPriorTask}  # by PriorConfig.prior
 TOKENIZERS_FILE = "tokenizers.json"  # in the run folder: what the codes were made with
-
-
-class PriorTask(Task):
-    ema_model = "gpt"
-    overfit_watch = ("loss", "nll", "min")
-
-    def __init__(self, cfg: PriorConfig, prior: Prior):
-        self.cfg, self.prior = cfg, prior
-        self.models = {"gpt": prior.net}
-
-    def setup(self, trainer: Trainer) -> None:
-        self.prior.tokenizer.to(trainer.device).eval()
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """AdamW with weight decay on the matrices of the linear layers only (taming's rule:
-        not on biases, LayerNorms, token or position embeddings)."""
-        t, net = self.cfg.train, self.models["gpt"]
-        decay, rest = [], []
-        for name, p in net.named_parameters():
-            embedding = name.endswith(("wte.weight", "wpe.weight"))
-            (decay if p.ndim >= 2 and not embedding else rest).append(p)
-        groups = [
-            {"params": decay, "weight_decay": t.weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ]
-        return {"gpt": torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.adam_betas))}
-
-    def context(self, net: GPTPrior, batch: dict, train: bool) -> torch.Tensor:
-        """Condition ids of a batch; in training, labels drop to the null class at random."""
-        codes = batch["codes"]
-        condition = batch.get("cond", batch["label"] if net.spec.condition == "class" else None)
-        ctx = net.context(condition, codes.shape[0], tuple(codes.shape[1:]))
-        if train and net.spec.has_null_class:
-            drop = torch.rand(ctx.shape[0], 1, device=ctx.device) < net.spec.class_dropout
-            ctx = torch.where(drop, net.null_context(ctx.shape[0]), ctx)
-        return ctx
-
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
-        net = trainer.model("gpt")
-        x = batch["codes"]
-        inputs = x
-        if self.cfg.train.pkeep < 1.0:  # taming's pkeep: corrupt inputs, keep clean targets
-            keep = torch.rand(x.shape, device=x.device) < self.cfg.train.pkeep
-            inputs = torch.where(keep, x, torch.randint_like(x, net.spec.n_codes))
-        tokens, first = net.inputs(inputs, self.context(net, batch, train=True))
-        logits, _ = self.models["gpt"](tokens)
-        loss = F.cross_entropy(logits[:, first:].transpose(1, 2).float(), x.flatten(1))
-        trainer.optimize("gpt", loss)
-        return {"loss": loss.item()}
-
-    def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:
-        """Decoded training codes above samples for the same conditions."""
-        net, t = trainer.model("gpt", ema=True), self.cfg.train
-        codes = batch["codes"]
-        condition = batch.get("cond", batch["label"] if net.spec.condition == "class" else None)
-        if net.spec.condition == "coord":
-            condition = None  # coordinates of the whole window
-        g = torch.Generator(device=trainer.device).manual_seed(t.seed)
-        samples = net.sample(
-            codes.shape[0],
-            condition=condition,
-            temperature=t.sample_temperature,
-            top_k=t.sample_top_k,
-            generator=g,
-        )
-        tok = self.prior.tokenizer
-        return torch.cat([tok.decode(codes), tok.decode(samples)]).clamp(-1, 1)
-
-    def evaluate(self, loader, trainer: Trainer) -> dict[str, float]:
-        """Mean validation NLL in nats/token, and in bits per image dimension."""
-        net = trainer.model("gpt", ema=True)
-        total, count = 0.0, 0
-        for batch in loader:
-            batch = {k: v.to(trainer.device) for k, v in batch.items()}
-            nll = F.cross_entropy(
-                net.logits(batch["codes"], self.context(net, batch, train=False))
-                .transpose(1, 2)
-                .float(),
-                batch["codes"].flatten(1),
-                reduction="sum",
-            )
-            total, count = total + nll.item(), count + batch["codes"].numel()
-        nats = total / max(count, 1)
-        h, w = net.window
-        f = self.prior.downsample_factor
-        channels = self.prior.tokenizer.config["in_channels"]
-        return {"nll": nats, "bits_per_dim": bits_per_dim(nats, h * w, h * w * f * f, channels)}
-
-    def export(self, folder: Path, trainer: Trainer) -> None:
-        p = self.prior
-        net = trainer.model("gpt", ema=True)
-        Prior(net, p.tokenizer, p.cond_tokenizer, class_names=p.class_names).save_pretrained(folder)
 
 
 def resolve_condition(cfg: PriorConfig, num_classes: int, has_cond_tokenizer: bool) -> str:
@@ -150,8 +57,18 @@ def build_prior(
     if len(window) != 2 or window[0] > grid[0] or window[1] > grid[1] or min(window) < 1:
         raise ConfigError(f"model.window {window} must be 2 sizes within the code grid {grid}")
     kind = resolve_condition(cfg, num_classes, cond_tokenizer is not None)
+    fixed = dict(
+        n_codes=tokenizer.n_embed,
+        window=window,
+        condition=kind,
+        num_classes=num_classes if kind == "class" else 0,
+    )
     if cfg.prior == "adatgan":
-        return Prior(build_adatgan(cfg, tokenizer, window, kind, num_classes), tokenizer)
+        if kind not in ("none", "class"):
+            raise ConfigError(f"prior=adatgan takes condition.kind none or class, not '{kind}'")
+        net = build_network(cfg, **fixed, embed_dim=tokenizer.config["embed_dim"])
+        net.set_codebook(tokenizer.codebook)
+        return Prior(net, tokenizer)
     if cond_tokenizer is not None and cond_tokenizer.downsample_factor != f:
         raise ConfigError(
             f"the condition tokenizer's factor ({cond_tokenizer.downsample_factor}) must equal "
@@ -161,44 +78,14 @@ def build_prior(
         "spatial": cond_tokenizer.n_embed if cond_tokenizer else 0,
         "coord": cfg.condition.coord_tokens,
     }.get(kind, 0)
-    m = cfg.model
-    spec = dict(
-        n_codes=tokenizer.n_embed,
-        window=window,
-        condition=kind,
-        num_classes=num_classes if kind == "class" else 0,
+    net = build_network(
+        cfg,
+        **fixed,
         n_cond_codes=n_cond,
         class_dropout=cfg.condition.class_dropout if kind == "class" else 0.0,
-        n_layer=m.n_layer,
-        n_head=m.n_head,
-        n_embd=m.n_embd,
-        dropout=m.dropout,
         coord_factor=f,
     )
-    net = build_checked(lambda: GPTPrior(**spec), "model (GPT prior config)", ConfigError)
     return Prior(net, tokenizer, cond_tokenizer)
-
-
-def build_adatgan(
-    cfg: PriorConfig, tokenizer: VQModel, window: list[int], kind: str, num_classes: int
-) -> AdatPriorGenerator:
-    if kind not in ("none", "class"):
-        raise ConfigError(f"prior=adatgan takes condition.kind none or class, not '{kind}'")
-    a = cfg.adatgan
-    spec = dict(
-        n_codes=tokenizer.n_embed,
-        window=window,
-        condition=kind,
-        num_classes=num_classes if kind == "class" else 0,
-        z_dim=a.z_dim,
-        dims=a.dims,
-        heads=a.heads,
-        mlp_dim=a.mlp_dim,
-        embed_dim=tokenizer.config["embed_dim"],
-    )
-    net = build_checked(lambda: AdatPriorGenerator(**spec), "adatgan (prior config)", ConfigError)
-    net.set_codebook(tokenizer.codebook)
-    return net
 
 
 def train(
@@ -215,10 +102,7 @@ def train(
     set_seed(cfg.train.seed)
     device = accelerator.device
     tokenizer = load_tokenizer(cfg.tokenizer, cfg.tokenizer_config).to(device)
-    if not cfg.data.resolution:
-        size, origin = tokenizer_resolution(cfg.tokenizer, tokenizer)
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, resolution=size))
-        accelerator.print(f"data.resolution: {size} px, {origin} (set --resolution to change)")
+    cfg = resolved_config(cfg, tokenizer, accelerator.print)  # what the run saves
     cond_tok = None
     if cfg.cond_tokenizer:
         cond_tok = load_tokenizer(cfg.cond_tokenizer, cfg.cond_tokenizer_config).to(device)
@@ -278,7 +162,7 @@ def train(
         f"{prior.net.param_count() / 1e6:.2f}M parameters, {len(train_data)} training grids "
         f"(codes cached in {sets['train'][1]}); log(K) = {math.log(spec.n_codes):.3f} nats"
     )
-    task = AdatPriorTask(cfg, prior) if cfg.prior == "adatgan" else PriorTask(cfg, prior)
+    task = TASKS[cfg.prior](cfg, prior)
     run = train_run(
         task,
         cfg,
@@ -294,6 +178,16 @@ def train(
     if accelerator.is_main_process and (run / "model").is_dir():  # any prior's export
         save_class_names(run / "model", prior.class_names or [])
     return run
+
+
+def resolved_config(cfg: PriorConfig, tokenizer: VQModel, say=print) -> PriorConfig:
+    """``cfg`` with ``data.resolution`` 0 resolved to the tokenizer's training size (said with
+    ``say``), as a new config; ``cfg`` itself is left as it is."""
+    if cfg.data.resolution:
+        return cfg
+    size, origin = tokenizer_resolution(cfg.tokenizer, tokenizer)
+    say(f"data.resolution: {size} px, {origin} (set --resolution to change)")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, resolution=size))
 
 
 def tokenizer_resolution(path: str, tokenizer: VQModel) -> tuple[int, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.cli import main as twostage
+from twostage.cli import main as twostage
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- walk: own-images -->"
@@ -50,7 +50,7 @@ def test_the_readme_walk_runs_as_written(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("preset", ["vqgan-cpu", "gpt-cpu"])
 def test_the_walk_presets_suit_a_cpu(preset, capsys):
-    from shared.info import main as info
+    from twostage.info import main as info
 
     info(["--list"])
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(preset))

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from gan_direct.adatgan import AdatDiscriminator, AdatGenerator
-from gan_direct.train import preset_networks
+from gan_direct.presets import preset_networks
 from shared.config import preset_names
-from shared.info import cost
+from shared.flops import cost
 
 PRESETS = ["adatgan-cifar10", "adatgan-cifar10-lee", "adatgan-celeba64"]
 PRESETS += ["adatgan-lsun128", "adatgan-ffhq128", "adatgan-tiny", "adatgan-fmnist"]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from gan_direct.cli import main
-from gan_direct.train import load_generator, preset_networks
+from gan_direct.presets import preset_networks
+from gan_direct.sample import load_generator
 from shared.config import preset_names
 from shared.run import read_metrics
 

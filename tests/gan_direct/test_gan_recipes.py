@@ -12,7 +12,9 @@ from accelerate.utils import set_seed
 from PIL import Image
 
 from gan_direct.cli import main
-from gan_direct.train import EVAL_SEED, generate, preset_networks
+from gan_direct.evaluate import EVAL_SEED
+from gan_direct.presets import preset_networks
+from gan_direct.sample import generate
 from shared.data import build_dataset
 from shared.metrics import sliced_wasserstein
 from shared.run import read_metrics
@@ -80,7 +82,7 @@ def nearest_class(images: torch.Tensor, class_means: torch.Tensor) -> torch.Tens
 
 @pytest.fixture(scope="module")
 def samples_by_label(cgan_run):
-    from gan_direct.train import load_generator
+    from gan_direct.sample import load_generator
 
     labels = torch.arange(10).repeat(20)
     with torch.no_grad():

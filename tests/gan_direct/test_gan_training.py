@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from gan_direct.cli import main, slerp, truncated_noise
+from gan_direct.evaluate import EVAL_SEED, distance
 from gan_direct.registry import build
-from gan_direct.train import EVAL_SEED, distance, generate
+from gan_direct.sample import generate
 from shared.config import build_config, read_preset
 from shared.data import build_dataset
 from shared.run import read_metrics

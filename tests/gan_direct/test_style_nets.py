@@ -7,12 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_direct.progan import (
-    ProGANDiscriminator,
-    ProGANGenerator,
-    blend_reals,
-    progressive_schedule,
-)
+from gan_direct.growing import blend_reals, progressive_schedule
+from gan_direct.progan import ProGANDiscriminator, ProGANGenerator
 from gan_direct.stylegan import StyleGANDiscriminator, StyleGANGenerator
 from shared.equalized import EqualConv2d, EqualLinear, MinibatchStd, PixelNorm
 

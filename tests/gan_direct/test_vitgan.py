@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from gan_direct.adatgan import AdatGenerator
-from gan_direct.train import preset_networks
+from gan_direct.presets import preset_networks
 from gan_direct.vitgan import ViTGANGenerator
-from shared.info import cost
+from shared.flops import cost
 
 SMALL = dict(resolution=32, channels=1, z_dim=16, dim=32, heads=4, mlp_dim=64, mapping_layers=2)
 

@@ -12,11 +12,11 @@ from PIL import Image
 from segmentation.config import SegmentationConfig
 from segmentation.train import load_unet
 from segmentation.unet import UNet
-from shared.cli import main
 from shared.config import build_config, read_preset
 from shared.data import build_dataset, read_mask
 from shared.run import read_metrics
 from stage1_vqgan.segmentation import confusion_matrix, segmentation_scores
+from twostage.cli import main
 
 CHAPTER_PARAMS = 31_031_875  # in 3, classes 3, base 64, 4 levels
 STEPS = 300
@@ -38,7 +38,7 @@ def test_parameter_count_is_the_chapters():
 
 
 def test_info_reports_the_chapters_unet():
-    from shared.info import preset_info
+    from twostage.info import preset_info
 
     info = preset_info("unet")["unet"]
     assert info["params"] == CHAPTER_PARAMS and info["macs"] > 40e9

@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from shared.cli import base_config, main, training_overrides
+from shared.cli import base_config, training_overrides
 from shared.config import build_config
+from twostage.cli import main
 
 TOKENIZER = "fmnist-vqgan"  # shipped release models, loaded by name (tiny, 28 px)
 PRIOR = "fmnist-gpt"
@@ -245,13 +246,13 @@ def test_sampler_refuses_unusable_values(options):
 
 
 def test_info_does_not_need_fashion_mnist(tmp_path, monkeypatch, capsys):
-    import shared.data
+    import shared.data.fashion_mnist
     from shared.config import DataConfig
     from shared.data import DataError, build_dataset
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    monkeypatch.setattr(shared.data, "FASHION_MNIST_DIR", empty)
+    monkeypatch.setattr(shared.data.fashion_mnist, "FASHION_MNIST_DIR", empty)
     monkeypatch.setenv(shared.data.FASHION_MNIST_ENV, str(empty))
     with pytest.raises(DataError):  # the dataset is really gone
         build_dataset(DataConfig(source="builtin:fashion-mnist", resolution=28, channels=1))
@@ -270,7 +271,7 @@ def test_overrides_between_flags(tmp_path, command, preset):
     """``key=value`` overrides before, between and after the flags all apply, in order."""
     import importlib
 
-    from shared.cli import COMMANDS
+    from twostage.cli import COMMANDS
 
     cli = importlib.import_module(COMMANDS[command][0])
     argv = ["train", "train.max_steps=3", "--config", preset, "train.log_every=7"]

@@ -9,8 +9,15 @@ from torch.utils.data import DataLoader
 
 from shared import data
 from shared.config import DataConfig
-from shared.data import DataError, build_dataset, list_images, load_image, load_photo
-from shared.shapes import render_shapes
+from shared.data import (
+    DataError,
+    build_dataset,
+    fashion_mnist,
+    list_images,
+    load_image,
+    load_photo,
+    render_shapes,
+)
 
 
 def cfg(source, **kw) -> DataConfig:
@@ -128,7 +135,7 @@ def test_fashion_mnist_from_env_root(tmp_path, monkeypatch):
     for prefix, n in (("train", 5), ("t10k", 3)):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", np.full((n, 28, 28), 255))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n))
-    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path / "absent")
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", tmp_path / "absent")
     monkeypatch.setenv(data.FASHION_MNIST_ENV, str(tmp_path))
     ds = build_dataset(cfg("builtin:fashion-mnist"), "all")
     assert len(ds) == 8 and int(ds[6]["label"]) == 1

@@ -107,7 +107,7 @@ def test_class_id_takes_names_or_ids_and_lists_the_choices():
 
 
 def test_shipped_models_keep_loading_with_fashion_mnist_names(tmp_path):
-    from gan_direct.train import load_generator
+    from gan_direct.sample import load_generator
     from shared.release import RELEASE_DIR
     from stage2_prior import load_prior
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared import info
-from shared.cli import COMMANDS, build_parser
-from shared.cli import main as twostage
 from shared.options import plain_text
 from shared.run import OWNER_FILE
+from twostage import info
+from twostage.cli import COMMANDS, build_parser
+from twostage.cli import main as twostage
 
 ROW = re.compile(r"^(\S+)\s+(vqgan|prior|gan|segment)\s+([\d.]+)([Mk]?)\s+(.+?)\s+(yes|no)\s+(.+)$")
 
@@ -141,7 +141,7 @@ def truncated_png(path, size=64):
     ("command", "preset", "task"),
     [
         ("vqgan", "vqgan-tiny", "stage1_vqgan.train.VQGANTask"),
-        ("gan", "adatgan-tiny", "gan_direct.train.GANTask"),
+        ("gan", "adatgan-tiny", "gan_direct.task.GANTask"),
     ],
 )
 def test_strict_scan_fails_before_any_network(tmp_path, capsys, monkeypatch, command, preset, task):

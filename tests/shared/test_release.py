@@ -5,9 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_direct.train import generate, load_generator
+from gan_direct.sample import generate, load_generator
 from shared.checkpoint import CheckpointError
-from shared.cli import main as twostage
 from shared.config import DataConfig
 from shared.data import build_dataset
 from shared.fmnist_classifier import load_fmnist_classifier
@@ -15,6 +14,7 @@ from shared.metrics import psnr
 from shared.release import RELEASE_DIR, release_names, release_quality, resolve_checkpoint
 from stage1_vqgan import load_tokenizer
 from stage2_prior import load_prior
+from twostage.cli import main as twostage
 
 PER_CLASS = 10
 

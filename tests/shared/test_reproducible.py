@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from shared.cli import main
+from twostage.cli import main
 
 N, M = 2, 4  # "killed" after step N (a checkpoint), resumed to M; uninterrupted runs go to M
 QUIET = ["train.progress=false", "train.num_workers=0", "train.sample_every=0"]

@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 from torch import nn
 
 from shared.checkpoint import CheckpointError
-from shared.cli import main as twostage
 from shared.config import ConfigError, build_config, read_preset
 from shared.gan_losses import LeCam
 from shared.limits import LimitError
@@ -22,6 +21,7 @@ from shared.run import OWNER_FILE, RunError, latest_checkpoint, prepare_run_dir
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.model import VQModel
 from tests.shared.test_engine import Regression, fit
+from twostage.cli import main as twostage
 
 
 class Payload:

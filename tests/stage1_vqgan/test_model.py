@@ -1,9 +1,13 @@
+import json
+
 import pytest
 import torch
 
+from shared.checkpoint import save_weights
 from shared.config import build_config, read_preset
 from stage1_vqgan.config import ModelConfig, VQGANConfig
 from stage1_vqgan.discriminator import PatchDiscriminator
+from stage1_vqgan.load import load_tokenizer_and_discriminator
 from stage1_vqgan.model import VQModel
 
 
@@ -71,6 +75,20 @@ def test_patch_discriminator_gives_30x30_logits_at_256():
         "main.2.weight",
         "main.3.weight",
     ]
+
+
+@pytest.mark.parametrize("layout", ["discriminator/", "discriminator.safetensors (earlier)"])
+def test_exported_discriminator_loads_from_either_layout(tmp_path, tiny_model_kwargs, layout):
+    VQModel(**tiny_model_kwargs).save_pretrained(tmp_path)
+    disc = PatchDiscriminator(3, ndf=8, n_layers=2)
+    if layout == "discriminator/":
+        disc.save_pretrained(tmp_path / "discriminator")
+    else:  # as fmnist-vqgan ships it: raw weights and their kwargs beside the tokenizer
+        save_weights(disc.state_dict(), tmp_path / "discriminator.safetensors")
+        (tmp_path / "discriminator.json").write_text(json.dumps(disc.config))
+    _, state = load_tokenizer_and_discriminator(tmp_path)
+    own = disc.state_dict()
+    assert state.keys() == own.keys() and all(torch.equal(state[k], own[k]) for k in own)
 
 
 def test_model_config_defaults_are_taming_f16():

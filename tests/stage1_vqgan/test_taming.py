@@ -304,7 +304,7 @@ def test_convert_script_round_trip(run, tmp_path):
     saved = run.disc.state_dict()
     assert disc_state is not None and disc_state.keys() == saved.keys()
     assert all(torch.equal(disc_state[k], v) for k, v in saved.items())
-    disc_kwargs = json.loads((out / "discriminator.json").read_text())
+    disc_kwargs = json.loads((out / "discriminator" / "config.json").read_text())["config"]
     PatchDiscriminator(**disc_kwargs).load_state_dict(disc_state)
 
 

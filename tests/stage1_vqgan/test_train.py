@@ -74,7 +74,7 @@ def test_run_folder_layout(trained):
         "metrics.jsonl",
         "model/config.json",
         "model/model.safetensors",
-        "model/discriminator.safetensors",
+        "model/discriminator/model.safetensors",
     ):
         assert (run / name).is_file(), name
     assert latest_checkpoint(run)[0] == steps
@@ -112,20 +112,7 @@ def test_cli_encode_decode_reconstruct(trained, tmp_path):
         )
         == 0
     )
-    assert (
-        vqgan_main(
-            [
-                "reconstruct",
-                "--checkpoint",
-                str(run),
-                "--input",
-                str(images),
-                "--output",
-                str(tmp_path / "rec"),
-            ]
-        )
-        == 0
-    )
+    assert reconstruct(run, images, tmp_path / "rec") == 0
     dec = np.asarray(Image.open(tmp_path / "dec" / "000000.png"))
     rec = np.asarray(Image.open(tmp_path / "rec" / "img0.png"))
     assert dec.shape == (32, 32, 3) and np.array_equal(dec, rec)
@@ -138,52 +125,23 @@ def test_cli_encode_decode_reconstruct(trained, tmp_path):
     )
 
 
+def reconstruct(run, source, out, *flags):
+    """``vqgan reconstruct`` of ``source`` with the tokenizer of ``run`` into ``out``."""
+    argv = ["reconstruct", "--checkpoint", str(run), "--input", str(source), "--output", str(out)]
+    return vqgan_main([*argv, *flags])
+
+
 def test_cli_size_rules_and_errors(trained, tmp_path, capsys):
     run, _ = trained
     odd = tmp_path / "odd.png"
     Image.fromarray(np.full((30, 45, 3), 128, np.uint8)).save(odd)
     out = tmp_path / "o"
-    assert (
-        vqgan_main(
-            ["reconstruct", "--checkpoint", str(run), "--input", str(odd), "--output", str(out)]
-        )
-        == 2
-    )
+    assert reconstruct(run, odd, out) == 2
     err = capsys.readouterr().err.strip()
     assert "not divisible by the downsampling factor 4" in err and len(err.splitlines()) == 1
-    assert (
-        vqgan_main(
-            [
-                "reconstruct",
-                "--checkpoint",
-                str(run),
-                "--input",
-                str(odd),
-                "--output",
-                str(out),
-                "--resize",
-                "32",
-            ]
-        )
-        == 0
-    )
+    assert reconstruct(run, odd, out, "--resize", "32") == 0
     assert Image.open(out / "odd.png").size == (48, 32)
-    assert (
-        vqgan_main(
-            [
-                "reconstruct",
-                "--checkpoint",
-                str(run),
-                "--input",
-                str(odd),
-                "--output",
-                str(out / "c"),
-                "--center-crop",
-                "24",
-            ]
-        )
-        == 0
-    )
+    assert reconstruct(run, odd, out / "c", "--center-crop", "24") == 0
     assert Image.open(out / "c" / "odd.png").size == (24, 24)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.array([[[0, 999]]]))
@@ -288,8 +246,7 @@ def test_reconstruct_refuses_same_stem_inputs(trained, tmp_path, capsys):
     Image.fromarray(np.full((32, 32, 3), 60, np.uint8)).save(folder / "a.png")
     Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(folder / "a.jpg")
     out = tmp_path / "out"
-    argv = ["reconstruct", "--checkpoint", str(run), "--input", str(folder), "--output", str(out)]
-    assert vqgan_main(argv) == 2  # both would be out/a.png: refused, nothing written
+    assert reconstruct(run, folder, out) == 2  # both would be out/a.png: refused, nothing written
     err = capsys.readouterr().err
     assert "a.png" in err and "a.jpg" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()

@@ -11,11 +11,11 @@ from PIL import Image
 
 from shared.config import ConfigError
 from stage1_vqgan import load_tokenizer
-from stage2_prior.clip_cli import main as clip_main
-from stage2_prior.clip_guidance import Guide, GuideConfig
-from stage2_prior.clip_model import load_clip
-from stage2_prior.clip_prompts import Prompt, parse_prompts, prompt_loss, spherical_distance
-from stage2_prior.cutouts import Cutouts
+from stage2_prior.clip.cli import main as clip_main
+from stage2_prior.clip.cutouts import Cutouts
+from stage2_prior.clip.guidance import Guide, GuideConfig
+from stage2_prior.clip.model import load_clip
+from stage2_prior.clip.prompts import Prompt, parse_prompts, prompt_loss, spherical_distance
 
 TINY = {
     "embed_dim": 32,
@@ -248,7 +248,7 @@ def test_frames_become_an_mp4(tmp_path):
     import imageio.v2 as imageio
 
     from shared.images import save_png
-    from stage2_prior.clip_guidance import write_video
+    from stage2_prior.clip.guidance import write_video
 
     frames = [
         save_png(torch.full((3, 32, 48), v), tmp_path / f"{i}.png")

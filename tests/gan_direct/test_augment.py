@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from shared.augment import AUGMENTATIONS, DiffAugment, diff_augment, parse_policy, translate
+from gan_direct.augment import AUGMENTATIONS, DiffAugment, diff_augment, parse_policy, translate
 
 
 def _images(b=4, c=3, h=16, w=16, seed=0):

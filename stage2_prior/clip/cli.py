@@ -1,4 +1,4 @@
-"""``twostage clip "PROMPT" ...``: VQGAN+CLIP text to image (:mod:`stage2_prior.clip_guidance`)."""
+"""``twostage clip "PROMPT" ...``: VQGAN+CLIP text to image (:mod:`stage2_prior.clip.guidance`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from pathlib import Path
 
 import torch
 
-from shared.cli import pick_device, run_main
+from shared.cli import add_device, add_output_folder, pick_device, run_main
 from shared.config import ConfigError
 from shared.data import DataError
 from shared.options import (
     SIZE_CONVENTION,
     ArgumentParser,
-    OutputFolder,
-    add_output_flags,
     image_size,
     non_negative_float,
     non_negative_int,
@@ -24,7 +22,8 @@ from shared.options import (
     positive_int,
     seed,
 )
-from stage2_prior.clip_guidance import (
+from shared.outputs import OutputFolder
+from stage2_prior.clip.guidance import (
     FINAL_FILE,
     FRAMES_DIR,
     TRACE_FILE,
@@ -32,8 +31,8 @@ from stage2_prior.clip_guidance import (
     GuideConfig,
     run,
 )
-from stage2_prior.clip_model import DEFAULT, load_clip
-from stage2_prior.clip_prompts import Prompt, parse_prompt, parse_prompts
+from stage2_prior.clip.model import DEFAULT, load_clip
+from stage2_prior.clip.prompts import Prompt, parse_prompt, parse_prompts
 
 
 def file_prompts(items: list[str], flag: str) -> list[Prompt]:
@@ -45,7 +44,7 @@ def file_prompts(items: list[str], flag: str) -> list[Prompt]:
 
 
 def output_files(cfg: GuideConfig, output: Path) -> list[Path]:
-    """The files :func:`stage2_prior.clip_guidance.run` writes into ``output``."""
+    """The files :func:`stage2_prior.clip.guidance.run` writes into ``output``."""
     every = cfg.save_every
     steps = [s for s in range(1, cfg.steps + 1) if every and (s % every == 0 or s == cfg.steps)]
     frames = [output / FRAMES_DIR / f"step_{s:05d}.png" for s in steps]
@@ -88,14 +87,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--save-every", type=non_negative_int, default=50, help="frames every N steps (0: none)"
     )
     p.add_argument("--video", choices=["gif", "mp4"])
-    p.add_argument("--device", default="auto")
-    add_output_flags(p, "final.png, trace.jsonl, frames/ and the video")
+    add_device(p)
+    add_output_folder(p, "final.png, trace.jsonl, frames/ and the video")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
-    from stage1_vqgan.load import load_tokenizer
+    from stage1_vqgan import load_tokenizer
 
     args = build_parser(prog).parse_intermixed_args(argv)  # prompts may follow flags
     prompts = [p for text in args.prompt + args.more for p in parse_prompts(text)]

@@ -1,4 +1,5 @@
-"""Procedural toy data: 1-3 bright shapes of one class on a muted, textured background."""
+"""``builtin:shapes``: procedural toy data, 1-3 bright shapes of one class on a muted, textured
+background, with their segmentation masks."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from shared.config import DataConfig
+from shared.data.dataset import ImageDataset
+
 SHAPE_NAMES = ["circle", "square", "triangle", "cross"]
 SUPERSAMPLE = 4
+SHAPES_LENGTHS = {"train": 10000, "val": 256}
+SHAPES_SEEDS = {"train": 1_000_003, "val": 2_000_003}
 
 
 def render_shapes(rng: np.random.Generator, resolution: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -84,3 +90,33 @@ def _background(rng: np.random.Generator, resolution: int) -> np.ndarray:
         noise = np.asarray(small.resize((resolution, resolution), Image.Resampling.BICUBIC))
         texture = rng.uniform(0.08, 0.2) * (noise - 127.5)
     return np.clip(image + texture[..., None], 0, 255)
+
+
+class ShapesDataset(ImageDataset):
+    """``builtin:shapes``: generated on the fly, deterministic by (split, index); "all" is train
+    followed by val. Always has masks (0 background, class id + 1 under shapes)."""
+
+    class_names = list(SHAPE_NAMES)
+    num_classes = len(SHAPE_NAMES)
+    num_mask_classes = len(SHAPE_NAMES) + 1
+    has_masks = True
+    split_rule = (
+        f"generated: a fixed train set of {SHAPES_LENGTHS['train']} and val set of "
+        f"{SHAPES_LENGTHS['val']}"
+    )
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int):
+        super().__init__(cfg, split, seed)
+        parts = ("train", "val") if split == "all" else (split,)
+        self.parts = [(SHAPES_SEEDS[p], SHAPES_LENGTHS[p]) for p in parts]
+
+    def __len__(self) -> int:
+        return sum(n for _, n in self.parts)
+
+    def _load(self, index: int) -> tuple[Image.Image, Image.Image, int]:
+        part_seed, n = self.parts[0]
+        if index >= n:
+            part_seed, index = self.parts[1][0], index - n
+        rng = np.random.default_rng([part_seed, index])
+        image, mask, label = render_shapes(rng, self.resolution)
+        return Image.fromarray(image), Image.fromarray(mask.astype(np.int32)), label

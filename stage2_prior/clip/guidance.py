@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from shared.data import load_image
 from shared.images import from_uint8, save_png
-from stage1_vqgan.model import VQModel
-from stage2_prior.clip_model import ClipModel
-from stage2_prior.clip_prompts import Prompt, prompt_loss
-from stage2_prior.cutouts import Cutouts
+from stage1_vqgan import VQModel
+from stage2_prior.clip.cutouts import Cutouts
+from stage2_prior.clip.model import ClipModel
+from stage2_prior.clip.prompts import Prompt, prompt_loss
 
 TRACE_FILE, FINAL_FILE, FRAMES_DIR = "trace.jsonl", "final.png", "frames"
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.cli import main as twostage
-from twostage_demo.pipeline import SCALES, WIDE_TILES
+from twostage.cli import main as twostage
+from twostage.demo_pipeline import SCALES, WIDE_TILES
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_a_command_from_the_report_reproduces_its_picture(demo, tmp_path):
     record = json.loads((demo / "demo.json").read_text())
     command = record["steps"]["class_samples"]["commands"][0]  # class 0
     command = command.replace('"$DEMO/class_samples/class_0"', str(tmp_path / "again"))
-    command = command.replace("twostage ", f"{sys.executable} -m shared.cli ", 1)
+    command = command.replace("twostage ", f"{sys.executable} -m twostage ", 1)
     env = {**os.environ, "DEMO": str(demo)}
     subprocess.run(command, shell=True, check=True, env=env, capture_output=True)
     again = sorted((tmp_path / "again").glob("sample_*.png"))

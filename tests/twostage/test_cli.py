@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.cli import main as twostage
+from twostage.cli import main as twostage
 
 
 def test_umbrella_cli_help_version_and_one_line_errors(tmp_path, capsys):

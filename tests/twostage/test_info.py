@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from shared.cli import main
-from shared.info import cost
+from shared.flops import cost
+from twostage.cli import main
 
 
 def info(capsys, *argv):

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from skimage import data
 
 from shared.config import build_config
-from shared.efficientnet import EfficientNetPerceptual, load_lite0
 from shared.weights import WeightsUnavailable
 from stage1_vqgan.config import VQGANConfig
+from stage1_vqgan.efficientnet import EfficientNetPerceptual, load_lite0
 from stage1_vqgan.losses import build_perceptual
 
 CATS = range(281, 286)  # ImageNet's domestic cats

@@ -8,14 +8,12 @@ parameters and, where the preset fixes an image size, its images are at most
 :data:`CPU_MAX_RESOLUTION` pixels a side; the table counts parameters on the meta device,
 without allocating them.
 
-MACs are ``torch.utils.flop_counter`` FLOPs / 2 of one forward pass on a batch of 1 (matmuls
-and convolutions; norms, activations and softmaxes are not counted). Presets are looked up by
-name in the ``configs/`` of every package; the stage modules are imported by name, lazily."""
+MACs are those of one forward pass on a batch of 1 (:func:`shared.flops.cost`). Presets are
+looked up by name in the ``configs/`` of every stage package."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -25,12 +23,23 @@ from unittest import mock
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations
-from torch.utils.flop_counter import FlopCounterMode
 
-from shared.cli import COMMANDS, run_main
+from gan_direct.config import GANConfig
+from gan_direct.presets import data_shape, preset_networks
+from segmentation.config import SegmentationConfig
+from segmentation.unet import UNet
+from shared.cli import run_main
 from shared.config import ConfigError, DataConfig, build_config, preset_names, read_preset
 from shared.data import FashionMNISTDataset, ShapesDataset, build_dataset
+from shared.flops import cost
 from shared.options import ArgumentParser
+from stage1_vqgan.config import VQGANConfig
+from stage1_vqgan.discriminator import PatchDiscriminator
+from stage1_vqgan.model import VQModel
+from stage2_prior.adatgan_prior import AdatPriorDiscriminator, AdatPriorGenerator
+from stage2_prior.config import PriorConfig
+from stage2_prior.gpt import GPTPrior
+from twostage.cli import COMMANDS
 
 PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct", "segmentation")
 # prior presets are costed unconditional, over a 16x16 grid (unless the preset sets a window) of
@@ -49,26 +58,10 @@ PURPOSE_RE = re.compile(r"^#\s*purpose:\s*(.+?)\s*$", re.MULTILINE)
 Networks = dict[str, tuple[nn.Module, tuple]]
 
 
-def cost(net: nn.Module, *inputs) -> dict[str, int]:
-    """``{"params": number of parameters, "macs": multiply-accumulates of net(*inputs)}``."""
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # the fused encoder path escapes the counter
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net.eval()(*inputs)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    params = sum(p.numel() for p in net.parameters())
-    return {"params": params, "macs": counter.get_total_flops() // 2}
-
-
 def _vqgan(name: str) -> Networks:
-    config = importlib.import_module("stage1_vqgan.config")
-    cfg = build_config(config.VQGANConfig, read_preset(name, "stage1_vqgan"))
-    model = importlib.import_module("stage1_vqgan.model").VQModel.from_config(cfg.model)
-    disc = importlib.import_module("stage1_vqgan.discriminator").PatchDiscriminator(
-        cfg.model.out_channels, cfg.loss.disc_ndf, cfg.loss.disc_layers
-    )
+    cfg = build_config(VQGANConfig, read_preset(name, "stage1_vqgan"))
+    model = VQModel.from_config(cfg.model)
+    disc = PatchDiscriminator(cfg.model.out_channels, cfg.loss.disc_ndf, cfg.loss.disc_layers)
     res = cfg.model.resolution
     return {
         "tokenizer": (model, (torch.randn(1, cfg.model.in_channels, res, res),)),
@@ -77,13 +70,11 @@ def _vqgan(name: str) -> Networks:
 
 
 def _prior(name: str) -> Networks:
-    config = importlib.import_module("stage2_prior.config")
-    cfg = build_config(config.PriorConfig, read_preset(name, "stage2_prior"))
+    cfg = build_config(PriorConfig, read_preset(name, "stage2_prior"))
     window = cfg.model.window or PRIOR_WINDOW
     if cfg.prior == "adatgan":
-        adat = importlib.import_module("stage2_prior.adatgan_prior")
         a = cfg.adatgan
-        net = adat.AdatPriorGenerator(
+        net = AdatPriorGenerator(
             n_codes=PRIOR_CODES,
             window=window,
             z_dim=a.z_dim,
@@ -92,13 +83,13 @@ def _prior(name: str) -> Networks:
             mlp_dim=a.mlp_dim,
             embed_dim=CODE_DIM,
         )
-        disc = adat.AdatPriorDiscriminator(CODE_DIM, window, a.d_dim, a.heads, a.mlp_dim)
+        disc = AdatPriorDiscriminator(CODE_DIM, window, a.d_dim, a.heads, a.mlp_dim)
         return {
             "generator": (net, (torch.randn(1, a.z_dim),)),
             "discriminator": (disc, (torch.randn(1, CODE_DIM, *window),)),
         }
     m = cfg.model
-    net = importlib.import_module("stage2_prior.gpt").GPTPrior(
+    net = GPTPrior(
         n_codes=PRIOR_CODES,
         window=window,
         condition="none",
@@ -124,14 +115,12 @@ def data_classes(cfg: DataConfig) -> int:
 
 
 def _gan(name: str) -> Networks:
-    train = importlib.import_module("gan_direct.train")
-    gan_config = importlib.import_module("gan_direct.config").GANConfig
-    preset = build_config(gan_config, read_preset(name, "gan_direct"))
+    preset = build_config(GANConfig, read_preset(name, "gan_direct"))
     classes = data_classes(preset.data) if preset.conditional else 0
-    cfg, gen, disc = train.preset_networks(name, num_classes=classes)
+    cfg, gen, disc = preset_networks(name, num_classes=classes)
     labels = torch.zeros(1, dtype=torch.long) if gen.num_classes else None
     extra = (labels,) if labels is not None else ()
-    sample = torch.randn(1, *train.data_shape(cfg.data))
+    sample = torch.randn(1, *data_shape(cfg.data))
     return {
         "generator": (gen, (torch.randn(1, gen.z_dim), *extra)),
         "discriminator": (disc, (sample, *extra)),
@@ -139,18 +128,21 @@ def _gan(name: str) -> Networks:
 
 
 def _unet(name: str) -> Networks:
-    config = importlib.import_module("segmentation.config")
-    cfg = build_config(config.SegmentationConfig, read_preset(name, "segmentation"))
+    cfg = build_config(SegmentationConfig, read_preset(name, "segmentation"))
     m, res = cfg.model, cfg.data.resolution
     # num_classes 0 = from the data: known for builtin:shapes, else costed with one class
     shapes = ShapesDataset.num_mask_classes
     classes = m.num_classes or (shapes if cfg.data.source == "builtin:shapes" else 1)
-    net = importlib.import_module("segmentation.unet").UNet(
-        cfg.data.channels, classes, m.base_channels, m.levels
-    )
+    net = UNet(cfg.data.channels, classes, m.base_channels, m.levels)
     return {"unet": (net, (torch.randn(1, cfg.data.channels, res, res),))}
 
 
+SCHEMAS = {
+    "stage1_vqgan": VQGANConfig,
+    "stage2_prior": PriorConfig,
+    "gan_direct": GANConfig,
+    "segmentation": SegmentationConfig,
+}
 BUILDERS: dict[str, Callable[[str], Networks]] = {
     "stage1_vqgan": _vqgan,
     "stage2_prior": _prior,
@@ -222,16 +214,9 @@ def preset_params(name: str, package: str) -> int:
 def preset_resolution(name: str, package: str) -> int | None:
     """The image size (pixels a side) a preset trains at; None for 2-D points and for priors,
     which take their tokenizer's."""
-    schemas = {
-        "stage1_vqgan": ("stage1_vqgan.config", "VQGANConfig"),
-        "stage2_prior": ("stage2_prior.config", "PriorConfig"),
-        "gan_direct": ("gan_direct.config", "GANConfig"),
-        "segmentation": ("segmentation.config", "SegmentationConfig"),
-    }
-    module, schema = schemas[package]
-    cfg = build_config(getattr(importlib.import_module(module), schema), read_preset(name, package))
+    cfg = build_config(SCHEMAS[package], read_preset(name, package))
     if package == "gan_direct":
-        shape = importlib.import_module("gan_direct.train").data_shape(cfg.data)
+        shape = data_shape(cfg.data)
         return shape[-1] if len(shape) == 3 else None
     return cfg.data.resolution or None
 

@@ -25,23 +25,30 @@ import numpy as np
 import torch
 from PIL import Image
 
-from shared.cli import run_main
-from shared.images import save_grid, save_png
+from shared.cli import add_device, add_output, run_main
+from shared.data import ShapesDataset, render_shapes
+from shared.images import from_uint8, save_grid, save_png
 from shared.options import ArgumentParser
 from shared.release import release_quality
-from shared.run import RunError, check_replaceable, claim, read_metrics
-from twostage_demo.pipeline import CLIP_PROMPT, RELEASE_PRIORS, SCALES, WIDE_TILES, Step, plan
+from shared.run import RunError, claim, read_metrics, replaces
+from shared.weights import WeightsUnavailable, resolve
+from stage1_vqgan.segmentation import colorize_mask
+from stage2_prior.clip.model import DEFAULT as CLIP_MODEL
+from twostage.cli import main as twostage
+from twostage.demo_pipeline import CLIP_PROMPT, RELEASE_PRIORS, SCALES, WIDE_TILES, Step, plan
+from twostage.demo_report import write_index
 
 MARKER = "demo.json"  # what makes a folder a demo folder (the plan, the timings, the figures)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument("--output", default="runs/demo", help="folder for the demo's results")
+    add_output(
+        p, "folder for the demo's results", "replace an earlier demo folder", default="runs/demo"
+    )
     p.add_argument("--scale", choices=list(SCALES), default="default", help="size of the run")
     p.add_argument("--tiny", action="store_const", const="tiny", dest="scale", help="--scale tiny")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (sampling, metrics)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo folder")
+    add_device(p, " (sampling, metrics)")
     return p
 
 
@@ -53,8 +60,6 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     out = prepare_demo_dir(Path(args.output), args.overwrite).resolve()
     scale = SCALES[args.scale]
-    from shared.data import ShapesDataset
-
     names = ShapesDataset.class_names
     steps = plan(scale, out, args.device, len(names))
     record = {"scale": args.scale, "classes": names, "steps": {}, "figures": {}}
@@ -74,8 +79,6 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         claim(out, "demo", [p.name for p in out.iterdir()])
     record["minutes"] = round((time.perf_counter() - started) / 60, 2)
     (out / MARKER).write_text(json.dumps(record, indent=2))
-    from twostage_demo.report import write_index
-
     index = write_index(out, record)
     claim(out, "demo", [p.name for p in out.iterdir()])
     print(f"\ndemo done in {record['minutes']} min: open {index}")
@@ -84,13 +87,8 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
 def prepare_demo_dir(out: Path, overwrite: bool) -> Path:
     """An empty folder for the demo; an earlier demo is replaced only with ``overwrite``, and
-    only when it holds nothing but what the demo wrote (see :func:`check_replaceable`)."""
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--output {out} is a file, not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunError(f"{out} already exists; pass --overwrite to replace it")
-        check_replaceable(out, "demo")
+    only when it holds nothing but what the demo wrote (:func:`shared.run.replaces`)."""
+    if replaces(out, "demo", overwrite):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     claim(out, "demo", [])
@@ -99,8 +97,6 @@ def prepare_demo_dir(out: Path, overwrite: bool) -> Path:
 
 def run(step: Step, out: Path) -> str:
     """Run one command in this process; its shell form for the report."""
-    from shared.cli import main as twostage
-
     command = step.command(out)
     print(f"$ {command}", flush=True)
     if twostage(step.argv) != 0:
@@ -123,9 +119,6 @@ def run_steps(key: str, step: Step | list[Step], out: Path, scale, record: dict)
 
 def wide_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
     """Generate the segmentation map (builtin:shapes layouts side by side), then sample."""
-    from shared.shapes import render_shapes
-    from stage1_vqgan.segmentation import colorize_mask
-
     rng = np.random.default_rng(0)
     tiles = [render_shapes(rng, scale.resolution)[1] for _ in range(WIDE_TILES)]
     ids = np.concatenate(tiles, axis=1)
@@ -148,11 +141,8 @@ def benchmark_step(key: str, step: Step, out: Path, scale, record: dict) -> list
 
 def clip_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
     """Only with CLIP weights on disk; otherwise the report says how to get them."""
-    from shared.weights import WeightsUnavailable, resolve
-    from stage2_prior.clip_model import DEFAULT
-
     try:
-        resolve(f"clip:{DEFAULT}")
+        resolve(f"clip:{CLIP_MODEL}")
     except WeightsUnavailable as e:
         message = f"skipped: {e}"
         print(message, flush=True)
@@ -176,8 +166,6 @@ def _last_eval(run_dir: Path) -> dict:
 
 def _pngs(folder: Path) -> torch.Tensor:
     """The sample PNGs of a folder as (N,3,H,W) in [-1,1]."""
-    from shared.images import from_uint8
-
     paths = sorted(folder.glob("sample_*.png"))
     return torch.stack([from_uint8(np.asarray(Image.open(p).convert("RGB"))) for p in paths])
 

@@ -1,1 +1,0 @@
-"""The whole-pipeline demo: ``twostage demo``."""
