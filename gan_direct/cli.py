@@ -7,10 +7,15 @@ from collections.abc import Sequence
 
 import torch
 
+from gan_direct.config import GANConfig
+from gan_direct.plots import scatter_plot
+from gan_direct.sample import class_labels, generate_from, load_generator
+from gan_direct.train import train
 from shared.cli import (
+    action_parser,
     add_device,
     add_output_folder,
-    add_training_flags,
+    add_train_action,
     base_config,
     pick_device,
     run_actions,
@@ -18,9 +23,9 @@ from shared.cli import (
 )
 from shared.config import build_config
 from shared.data import DataError, class_id
+from shared.images import save_grid, save_png
 from shared.limits import check_limit
 from shared.options import (
-    ArgumentParser,
     fraction,
     integer,
     positive_float,
@@ -34,11 +39,8 @@ MAX_ROWS = 8  # samples shown in the attention-map and interpolation images
 
 
 def build_parser(prog: str = "twostage gan") -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    t = sub.add_parser("train", help="train a GAN preset (twostage info lists them) on --data")
-    add_training_flags(t)
+    p, sub = action_parser(prog, __doc__.splitlines()[0])
+    add_train_action(sub, "train a GAN preset (twostage info lists them) on --data")
 
     s = sub.add_parser("sample", help="sample images, attention maps and interpolations")
     s.add_argument(
@@ -89,9 +91,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "twostage gan") -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
-
-    from gan_direct.config import GANConfig
-    from gan_direct.train import train
 
     cfg = build_config(
         GANConfig, base_config(args, "gan_direct"), overrides=training_overrides(args)
@@ -164,10 +163,6 @@ def _check_sample_args(args: argparse.Namespace, gen) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gan_direct.plots import scatter_plot
-    from gan_direct.sample import class_labels, generate_from, load_generator
-    from shared.images import save_grid, save_png
-
     folder = OutputFolder(args.output, args.overwrite)
     gen = load_generator(args.checkpoint)
     _check_sample_args(args, gen)

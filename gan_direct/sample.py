@@ -9,10 +9,8 @@ from torch import nn
 
 from gan_direct.network import GANGenerator
 from gan_direct.registry import model_types
-from shared.checkpoint import CheckpointError
 from shared.data import load_class_names
-from shared.pretrained import CONFIG_FILE, read_json
-from shared.release import resolve_checkpoint
+from shared.exported import load_exported, locate, named_export
 
 
 def class_labels(n: int, num_classes: int, device=None) -> torch.Tensor | None:
@@ -68,19 +66,8 @@ def generate_from(
 def load_generator(path: str | Path) -> GANGenerator:
     """The (EMA) generator in eval mode from a run folder, its ``model`` folder or the
     ``model/generator`` folder itself, whatever its registered kind."""
-    path = resolve_checkpoint(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    for folder in (path, path / "generator", path / "model" / "generator"):
-        if (folder / CONFIG_FILE).is_file():
-            kind = read_json(folder / CONFIG_FILE).get("model_type")
-            classes = model_types()
-            if kind not in classes or not kind.endswith("-generator"):
-                raise CheckpointError(f"{folder} holds a '{kind}' model, not a GAN generator")
-            generator = classes[kind].from_pretrained(folder)
-            generator.class_names = load_class_names(folder, generator.num_classes)
-            return generator
-    raise CheckpointError(
-        f"{path} holds no exported generator (model/generator/config.json); "
-        "finish the run (or --resume it) to export one"
-    )
+    folder = named_export(locate(path), "generator", "generator")
+    generators = [cls for kind, cls in model_types().items() if kind.endswith("-generator")]
+    generator = load_exported(folder, generators, "a GAN generator")
+    generator.class_names = load_class_names(folder, generator.num_classes)
+    return generator

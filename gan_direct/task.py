@@ -14,29 +14,39 @@ step and an animation ``training.gif`` of them at the end.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from gan_direct.augment import diff_augment
-from gan_direct.config import GANConfig
+from gan_direct.config import GANConfig, GANLossConfig
 from gan_direct.evaluate import generator_distance
 from gan_direct.growing import ProgressiveGrowth
 from gan_direct.plots import animate, plot_grad_norms, scatter_plot
 from gan_direct.registry import build
 from gan_direct.sample import apply, class_labels
 from shared.data import POINT_SOURCES, save_class_names
-from shared.engine import Task, Trainer, frozen
-from shared.gan_losses import (
-    bcr_penalty,
-    discriminator_loss,
-    generator_loss,
-    gradient_penalty,
-    r1_penalty,
-)
+from shared.engine import Task, Trainer
+from shared.gan_objective import GANObjective
 
 GRID_SAMPLES = 64
 SCATTER_POINTS = 1000
+
+
+def objective(loss: GANLossConfig) -> GANObjective:
+    """The GAN objective of a ``loss`` recipe (DiffAugment when ``loss.diffaug`` names a policy)."""
+    return GANObjective(
+        loss.gan_loss,
+        real_label=loss.real_label,
+        fake_label=loss.fake_label,
+        r1_gamma=loss.r1_gamma,
+        gp_lambda=loss.gp_lambda,
+        drift=loss.drift,
+        bcr_real=loss.bcr_real,
+        bcr_fake=loss.bcr_fake,
+        augment=partial(diff_augment, policy=loss.diffaug) if loss.diffaug else None,
+    )
 
 
 class GANTask(Task):
@@ -49,6 +59,7 @@ class GANTask(Task):
             "discriminator": build("discriminator", cfg.discriminator),
         }
         self.state = {}
+        self.objective = objective(cfg.loss)
         self.points = cfg.data.source in POINT_SOURCES
         self.key = "points" if self.points else "image"
         gen = self.models["generator"]
@@ -77,45 +88,8 @@ class GANTask(Task):
             ),
         }
 
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.cfg.loss.diffaug) if self.cfg.loss.diffaug else x
-
     def noise(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.z_dim, device=device)
-
-    def d_loss(self, d, real, fake, labels, logs: dict) -> torch.Tensor:
-        loss_cfg = self.cfg.loss
-        real_aug, fake_aug = self.augment(real), self.augment(fake)
-        if loss_cfg.r1_gamma > 0:
-            real_aug = real_aug.detach().requires_grad_(True)
-        real_logits, fake_logits = apply(d, real_aug, labels), apply(d, fake_aug, labels)
-        loss = discriminator_loss(
-            loss_cfg.gan_loss, real_logits, fake_logits, loss_cfg.real_label, loss_cfg.fake_label
-        )
-        logs.update(d_real=real_logits.mean().item(), d_fake=fake_logits.mean().item())
-        extra = (labels,) if labels is not None else ()
-        if loss_cfg.gp_lambda > 0:
-            gp = gradient_penalty(d, real_aug, fake_aug, *extra)
-            loss = loss + loss_cfg.gp_lambda * gp
-            logs["gp"] = gp.item()
-        if loss_cfg.drift > 0:
-            loss = loss + loss_cfg.drift * real_logits.float().square().mean()
-        if loss_cfg.r1_gamma > 0:
-            r1 = r1_penalty(real_logits, real_aug)
-            loss = loss + loss_cfg.r1_gamma / 2 * r1
-            logs["r1"] = r1.item()
-        if loss_cfg.bcr_real > 0 or loss_cfg.bcr_fake > 0:
-            bcr = bcr_penalty(
-                apply(d, real, labels),
-                real_logits,
-                apply(d, fake, labels),
-                fake_logits,
-                loss_cfg.bcr_real,
-                loss_cfg.bcr_fake,
-            )
-            loss = loss + bcr
-            logs["bcr"] = bcr.item()
-        return loss
 
     def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
         g, d = self.models["generator"], self.models["discriminator"]
@@ -130,18 +104,16 @@ class GANTask(Task):
             )
             real, stage, alpha = self.growth.apply(step, networks, real)
             logs.update(stage=stage, alpha=alpha)
+        cond = (labels,) if labels is not None else ()
         for _ in range(self.cfg.train.d_steps):
             with torch.no_grad():
                 fake = apply(g, self.noise(len(real), real.device), labels)
-            d_loss = self.d_loss(d, real, fake, labels, logs)
-            logs["d_loss"] = d_loss.item()
+            d_loss, d_logs = self.objective.discriminator_loss(d, real, fake, *cond)
+            logs.update(d_logs, d_loss=d_loss.item())  # here d_loss holds the regularisers too
             logs["grad_norm_d"] = trainer.optimize("discriminator", d_loss, grad_norm=True)
         for _ in range(self.cfg.train.g_steps):
-            with frozen(trainer.model("discriminator")):
-                fake = apply(g, self.noise(len(real), real.device), labels)
-                g_loss = generator_loss(
-                    self.cfg.loss.gan_loss, apply(d, self.augment(fake), labels)
-                )
+            fake = apply(g, self.noise(len(real), real.device), labels)
+            g_loss = self.objective.generator_loss(trainer.model("discriminator"), fake, *cond)
             logs["g_loss"] = g_loss.item()
             logs["grad_norm_g"] = trainer.optimize("generator", g_loss, grad_norm=True)
         return {k: v for k, v in logs.items() if v is not None}

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from segmentation.config import SegmentationConfig
+from segmentation.train import MAX_LABEL_CLASSES, load_unet, train
 from shared.cli import (
+    action_parser,
     add_device,
     add_output_folder,
-    add_training_flags,
+    add_train_action,
     base_config,
     input_images,
     pick_device,
@@ -21,21 +25,20 @@ from shared.cli import (
     training_overrides,
 )
 from shared.config import build_config
-from shared.data import DataError
-from shared.options import ArgumentParser, positive_int
+from shared.data import DataError, list_images, load_image, read_mask
+from shared.images import from_uint8, save_png
+from shared.options import positive_int
 from shared.outputs import IMAGE_OUTPUT_RULE, OutputFolder, image_outputs
+from stage1_vqgan import colorize_mask, confusion_matrix, segmentation_scores
 
 PREVIEW_DIR = "preview"
 
 
 def build_parser(prog: str = "twostage segment") -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    t = sub.add_parser(
-        "train", help="train a U-Net preset (twostage info lists them) on --data with masks"
+    p, sub = action_parser(prog, __doc__.splitlines()[0])
+    t = add_train_action(
+        sub, "train a U-Net preset (twostage info lists them) on --data with masks"
     )
-    add_training_flags(t)
     t.add_argument("--masks", help="mask folder parallel to the --data folder (data.masks)")
 
     s = sub.add_parser(
@@ -62,9 +65,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "twostage segment") -> i
 def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from segmentation.config import SegmentationConfig
-    from segmentation.train import train
-
     masks = [f"data.masks={args.masks}"] if args.masks else []
     cfg = build_config(
         SegmentationConfig,
@@ -79,8 +79,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def mask_index(folder: Path) -> dict[str, Path]:
     """Mask files under ``folder`` by relative path without suffix (``a/b`` for ``a/b.png``)."""
-    from shared.data import list_images
-
     if not folder.is_dir():
         raise DataError(f"mask folder not found: {folder}")
     index: dict[str, Path] = {}
@@ -92,8 +90,6 @@ def mask_index(folder: Path) -> dict[str, Path]:
 def match_masks(rels: dict[Path, Path], folder: Path, num_classes: int) -> dict[Path, torch.Tensor]:
     """The true mask (H,W) long of every image (``rels``: path -> path relative to --input),
     read and checked (size, ids < ``num_classes``) before anything is written."""
-    from shared.data import read_mask
-
     index, truth = mask_index(folder), {}
     for path, rel in rels.items():
         key = rel.with_suffix("").as_posix()
@@ -117,8 +113,6 @@ def match_masks(rels: dict[Path, Path], folder: Path, num_classes: int) -> dict[
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file as :func:`shared.data.load_image` returns it (EXIF
     rotations by 90 degrees swap them), from the header only."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -133,9 +127,6 @@ def _batches(
 ) -> Iterator[tuple[list[Path], torch.Tensor]]:
     """Consecutive images of one size: (paths, (B,C,H,W) in [-1,1]), normalised as in
     training (uint8 / 127.5 - 1)."""
-    from shared.data import load_image
-    from shared.images import from_uint8
-
     batch_paths: list[Path] = []
     batch: list[torch.Tensor] = []
     for path in paths:
@@ -150,12 +141,6 @@ def _batches(
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from segmentation.train import MAX_LABEL_CLASSES, load_unet
-    from shared.images import save_png
-    from stage1_vqgan import colorize_mask, confusion_matrix, segmentation_scores
-
     folder = OutputFolder(args.output, args.overwrite)
     src, out = Path(args.input), folder.path
     paths = input_images(src)

@@ -14,10 +14,10 @@ from accelerate.utils import set_seed
 
 from segmentation.config import SegmentationConfig
 from segmentation.unet import UNet
-from shared.checkpoint import CheckpointError
 from shared.config import ConfigError
 from shared.data import DataError, build_dataset
 from shared.engine import Task, Trainer, make_accelerator, train_run
+from shared.exported import load_exported, locate, named_export
 from shared.limits import check_limit
 from shared.run import check_run_dir
 from stage1_vqgan import colorize_mask, confusion_matrix, segmentation_scores
@@ -131,13 +131,4 @@ def train(
 
 def load_unet(path: str | Path) -> UNet:
     """The U-Net in eval mode from a run folder, its ``model`` folder or ``model/unet``."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    for folder in (path, path / "unet", path / "model" / "unet"):
-        if (folder / "config.json").is_file():
-            return UNet.from_pretrained(folder)
-    raise CheckpointError(
-        f"{path} holds no exported U-Net (model/unet/config.json); "
-        "finish the run (or --resume it) to export one"
-    )
+    return load_exported(named_export(locate(path), "unet", "U-Net"), [UNet], "a U-Net")

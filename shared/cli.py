@@ -6,10 +6,12 @@ one line ``PROG: error: ...`` and exit code 2. The ``twostage`` command itself i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
@@ -19,9 +21,11 @@ from shared.data import DataError, list_images
 from shared.engine import TrainingDiverged
 from shared.errors import first_line
 from shared.limits import LimitError
-from shared.options import non_negative_int, positive_int, seed
+from shared.options import ArgumentParser, non_negative_int, positive_int, seed
 from shared.run import RunError
 from shared.weights import WeightsUnavailable
+
+T = TypeVar("T")
 
 USER_ERRORS = (  # exceptions whose message is meant for the user (one line, no traceback)
     ConfigError,
@@ -54,6 +58,20 @@ def run_main(
         return 130
     finally:
         warnings.formatwarning = default_format
+
+
+def action_parser(prog: str, description: str) -> tuple[ArgumentParser, Any]:
+    """The parser of a command with sub-commands and the sub-parsers to add them to; the chosen
+    one is stored as ``action``, as :func:`run_actions` expects."""
+    p = ArgumentParser(prog=prog, description=description)
+    return p, p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def add_train_action(sub: Any, help_text: str) -> argparse.ArgumentParser:
+    """The ``train`` sub-command (``help_text``: its help) with :func:`add_training_flags`."""
+    t = sub.add_parser("train", help=help_text)
+    add_training_flags(t)
+    return t
 
 
 def run_actions(
@@ -127,6 +145,21 @@ def base_config(args: argparse.Namespace, package: str) -> dict:
     if args.config:
         return read_preset(args.config, package)
     raise ConfigError("--config is required (a preset name or a YAML file)")
+
+
+def add_checkpoint(p: argparse.ArgumentParser, what: str, config: str) -> None:
+    """``--checkpoint`` (required; ``what``: the forms it takes), ``--config`` (``config``: its
+    help, the YAML a taming ``.ckpt`` comes with) and ``--device``."""
+    p.add_argument("--checkpoint", required=True, help=what)
+    p.add_argument("--config", help=config)
+    add_device(p)
+
+
+def from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """A ``cls`` dataclass whose fields take the parsed flag of the same name (``--cut-pow`` ->
+    ``cut_pow``) where ``args`` has one; ``given`` values win; other fields keep their defaults."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)} | given)
 
 
 def add_device(p: argparse.ArgumentParser, use: str = "") -> None:

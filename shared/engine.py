@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import SAFE_MODEL_NAME, ProjectConfiguration
 from accelerate.utils import load as accelerate_load
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -38,7 +38,14 @@ from shared.ema import EMA
 from shared.errors import one_line
 from shared.images import save_grid
 from shared.pretrained import load_state
-from shared.run import RunError, checkpoints, latest_checkpoint, prepare_run_dir, read_metrics
+from shared.run import (
+    EXPORT_DIR,
+    RunError,
+    checkpoints,
+    latest_checkpoint,
+    prepare_run_dir,
+    read_metrics,
+)
 
 EXTRA_STATE = "extra_state.safetensors"  # EMA weights and task state of a checkpoint
 
@@ -249,7 +256,7 @@ class Trainer:
                 self.save_checkpoint()
         bar.close()
         if acc.is_main_process:
-            self.task.export(self.run_dir / "model", self)
+            self.task.export(self.run_dir / EXPORT_DIR, self)
         acc.wait_for_everyone()
         acc.end_training()
         return logs
@@ -414,6 +421,20 @@ class Trainer:
             )
 
 
+def checkpoint_weights(
+    step_dir: Path, index: int = 0, missing_ok: bool = False
+) -> dict[str, torch.Tensor] | None:
+    """The weights of the task's ``index``-th model (in the order of ``Task.models``) in a
+    checkpoint folder of :meth:`Trainer.save_checkpoint`, where accelerate's ``save_state``
+    names them ``model.safetensors``, ``model_1.safetensors``, ... A checkpoint without that
+    model: None with ``missing_ok``, else a one-line :class:`CheckpointError`."""
+    ending = f"_{index}" if index else ""
+    path = Path(step_dir) / f"{SAFE_MODEL_NAME}{ending}.safetensors"
+    if missing_ok and not path.is_file():
+        return None
+    return load_weights(path)
+
+
 def train_run(
     task: Task,
     config: Any,
@@ -463,19 +484,6 @@ def train_run(
     if trainer.overfitting:
         accelerator.print(f"warning: {trainer.overfitting}")
     return output
-
-
-@contextmanager
-def frozen(module: nn.Module):
-    """Parameters of ``module`` take no gradient inside the block (gradients still reach inputs):
-    the generator step of a GAN through its discriminator."""
-    flags = [p.requires_grad for p in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, f in zip(module.parameters(), flags, strict=True):
-            p.requires_grad_(f)
 
 
 def overfitting(

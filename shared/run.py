@@ -15,12 +15,13 @@ from pathlib import Path
 CHECKPOINT_RE = re.compile(r"^step_(\d{6,})$")
 RUN_MARKERS = ("config.yaml", "checkpoints", "metrics.jsonl")
 OWNER_FILE = ".twostage.json"  # written by the project into every folder it may later replace
+EXPORT_DIR = "model"  # a run's exported networks (Task.export writes them there at the end)
 RUN_ENTRIES = (
     "config.yaml",
     "checkpoints",
     "samples",
     "logs",
-    "model",
+    EXPORT_DIR,
     "metrics.jsonl",
     "training.gif",
 )
@@ -135,6 +136,16 @@ def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     found = checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def run_checkpoint(path: Path) -> tuple[Path, Path] | None:
+    """(run folder, its latest complete checkpoint) when ``path`` (or the folder of a file
+    ``path``) is a run folder that keeps its ``config.yaml``, else None."""
+    run = path.parent if path.is_file() else path
+    found = latest_checkpoint(run)
+    if found is None or not (run / "config.yaml").is_file():
+        return None
+    return run, found[1]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

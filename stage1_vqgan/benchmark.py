@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 from shared.config import DataConfig
 from shared.data import build_dataset
 from shared.images import quantize_8bit
+from shared.metrics import ReconstructionEvaluator
+from stage1_vqgan.load import load_tokenizer
 
 
 class Tokenizer(Protocol):
@@ -66,8 +68,6 @@ def load_any_tokenizer(source: str, config: str | None = None) -> Tokenizer:
         module, _, func = source[3:].partition(":")
         factory: Callable = getattr(importlib.import_module(module), func)
         return factory(config) if config else factory()
-    from stage1_vqgan.load import load_tokenizer
-
     return load_tokenizer(source, config)
 
 
@@ -140,8 +140,6 @@ def benchmark_tokenizer(
     tok: Tokenizer, name: str, source: str, data, protocol: BenchmarkProtocol, device: torch.device
 ) -> TokenizerResult:
     """Encode/decode every image once, timing both, and feed the evaluator."""
-    from shared.metrics import ReconstructionEvaluator
-
     evaluator = ReconstructionEvaluator(
         device, lpips_backbone=protocol.lpips_backbone, inception=protocol.inception
     )

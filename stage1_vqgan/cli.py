@@ -12,11 +12,14 @@ import torch
 from PIL import Image
 
 from shared.cli import (
+    action_parser,
+    add_checkpoint,
     add_device,
     add_output,
     add_output_folder,
-    add_training_flags,
+    add_train_action,
     base_config,
+    from_args,
     input_images,
     pick_device,
     run_actions,
@@ -27,31 +30,34 @@ from shared.config import ConfigError, build_config
 from shared.data import DataError, load_image
 from shared.images import from_uint8, save_png
 from shared.limits import check_limit
-from shared.options import ArgumentParser, positive_int
+from shared.options import positive_int
 from shared.outputs import IMAGE_OUTPUT_RULE, OUTPUT_RULE, OutputFolder, image_outputs
 from shared.run import refuse_existing
+from stage1_vqgan import report
+from stage1_vqgan.benchmark import (
+    BenchmarkProtocol,
+    benchmark_data,
+    benchmark_tokenizer,
+    load_any_tokenizer,
+)
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.load import load_tokenizer
 from stage1_vqgan.model import VQModel
 from stage1_vqgan.segmentation import colorize_mask, logits_to_mask
 from stage1_vqgan.taming import is_taming_file
+from stage1_vqgan.train import train
 
 
 def build_parser(prog: str = "twostage vqgan") -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=prog, description="VQGAN tokenizer (stage 1).")
-    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    t = sub.add_parser("train", help="train a tokenizer preset (twostage info lists them)")
-    add_training_flags(t)
+    p, sub = action_parser(prog, "VQGAN tokenizer (stage 1).")
+    add_train_action(sub, "train a tokenizer preset (twostage info lists them)")
 
     def checkpoint_flags(s: argparse.ArgumentParser) -> None:
-        s.add_argument(
-            "--checkpoint",
-            required=True,
-            help="run folder, exported model folder, taming last.ckpt, or fmnist-vqgan (shipped)",
+        add_checkpoint(
+            s,
+            "run folder, exported model folder, taming last.ckpt, or fmnist-vqgan (shipped)",
+            "taming YAML config (for a .ckpt checkpoint)",
         )
-        s.add_argument("--config", help="taming YAML config (for a .ckpt checkpoint)")
-        add_device(s)
         s.add_argument("--batch-size", type=positive_int, default=8)
 
     def image_flags(s: argparse.ArgumentParser) -> None:
@@ -136,8 +142,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "twostage vqgan") -> int
 def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from stage1_vqgan.train import train
-
     base = base_config(args, "stage1_vqgan")
     cfg = build_config(VQGANConfig, base, overrides=training_overrides(args))
     out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
@@ -208,14 +212,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from stage1_vqgan import report
-    from stage1_vqgan.benchmark import (
-        BenchmarkProtocol,
-        benchmark_data,
-        benchmark_tokenizer,
-        load_any_tokenizer,
-    )
-
     folder = OutputFolder(args.output, args.overwrite)
     out = folder.path
     check_limit("pixels", args.resolution**2, f"--resolution {args.resolution} (squared)")
@@ -228,14 +224,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     names = args.name + [checkpoint_name(c) for c in args.checkpoint[len(args.name) :]]
     if len(set(names)) != len(names):
         raise ConfigError(f"tokenizer names must differ: {names}; use --name")
-    protocol = BenchmarkProtocol(
-        resolution=args.resolution,
-        round_trip_8bit=not args.no_8bit,
-        num_images=args.num_images,
-        batch_size=args.batch_size,
-        lpips_backbone=args.lpips_backbone,
-        inception=args.inception,
-    )
+    protocol = from_args(BenchmarkProtocol, args, round_trip_8bit=not args.no_8bit)
     data = benchmark_data(args.data, protocol)
     device = torch.device(pick_device(args.device))
     results, crops = [], {}

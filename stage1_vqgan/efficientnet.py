@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.checkpoint import load_weights
+from shared.pretrained import load_state
 from shared.weights import resolve
 
 # (expand ratio, kernel, stride, output channels, repeats) per stage; stem 32, head 1280
@@ -93,9 +95,6 @@ def lite0_state(source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_lite0(path: str | None = None) -> EfficientNetLite0:
     """The ImageNet EfficientNet-Lite0 in eval mode, frozen (``WeightsUnavailable`` offline)."""
-    from shared.checkpoint import load_weights
-    from shared.pretrained import load_state
-
     file = resolve("efficientnet-lite0", path)
     net = EfficientNetLite0()
     load_state(net, lite0_state(load_weights(file)), str(file))

@@ -10,15 +10,17 @@ import torch
 
 from shared.checkpoint import CheckpointError, load_weights
 from shared.config import build_config, read_preset
+from shared.engine import checkpoint_weights
+from shared.exported import find_exported, load_exported, locate
 from shared.pretrained import CONFIG_FILE, load_state
-from shared.release import resolve_checkpoint
-from shared.run import latest_checkpoint
+from shared.run import run_checkpoint
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.discriminator import DISCRIMINATOR_FOLDER, PatchDiscriminator
 from stage1_vqgan.model import VQModel
 from stage1_vqgan.taming import is_taming_file, load_taming_vqgan
 
 OLD_DISC_WEIGHTS = "discriminator.safetensors"  # earlier exports (+ discriminator.json), still read
+DISC_INDEX = 1  # the discriminator's place in a checkpoint: VQGANTask.models = {"ae", "disc"}
 
 
 def load_tokenizer(path: str | Path, config: str | Path | None = None) -> VQModel:
@@ -31,24 +33,19 @@ def load_tokenizer_and_discriminator(
     path: str | Path, config: str | Path | None = None
 ) -> tuple[VQModel, dict[str, torch.Tensor] | None]:
     """Like :func:`load_tokenizer`, plus the discriminator weights when the source has them."""
-    path = resolve_checkpoint(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = locate(path)
     if path.is_file() and is_taming_file(path):
         return load_taming_vqgan(path, config)
-    folder = path.parent if path.is_file() else path
-    if (folder / CONFIG_FILE).is_file():
-        return VQModel.from_pretrained(folder), _discriminator_state(folder)
-    if (folder / "model" / CONFIG_FILE).is_file():
-        return VQModel.from_pretrained(folder / "model"), _discriminator_state(folder / "model")
-    found = latest_checkpoint(folder)
-    if (folder / "config.yaml").is_file() and found is not None:
-        cfg = build_config(VQGANConfig, read_preset(str(folder / "config.yaml"), "stage1_vqgan"))
+    exported = find_exported(path)
+    if exported is not None:
+        return load_exported(exported, [VQModel], "a tokenizer"), _discriminator_state(exported)
+    found = run_checkpoint(path)
+    if found is not None:
+        run, step_dir = found
+        cfg = build_config(VQGANConfig, read_preset(str(run / "config.yaml"), "stage1_vqgan"))
         model = VQModel.from_config(cfg.model)
-        step_dir = found[1]
-        load_state(model, load_weights(step_dir / "model.safetensors"), str(step_dir))
-        disc = step_dir / "model_1.safetensors"
-        return model.eval(), load_weights(disc) if disc.is_file() else None
+        load_state(model, checkpoint_weights(step_dir), str(step_dir))
+        return model.eval(), checkpoint_weights(step_dir, DISC_INDEX, missing_ok=True)
     raise CheckpointError(
         f"{path} is neither a model folder (config.json), a run folder with a checkpoint, "
         "nor a taming checkpoint (.ckpt with --config)"

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.gan_losses import LeCam, discriminator_loss, generator_loss
+from shared.gan_losses import LeCam
+from shared.gan_objective import GANObjective
 from shared.weights import (
     ENV_VAR,
     LPIPS_BACKBONES,
@@ -89,13 +90,21 @@ def _efficientnet(backbone: str) -> nn.Module | None:
 
 
 class VQGANLoss(nn.Module):
-    """Holds the frozen perceptual network and the GAN recipe; the discriminator is passed in."""
+    """Holds the frozen perceptual network and the patch-GAN objective ``adversarial`` (its
+    discriminator logs the mean logits as ``logits_real``/``logits_fake``); the discriminator
+    is passed in."""
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
         self.cfg = cfg
         self.perceptual = build_perceptual(cfg) if cfg.perceptual_weight > 0 else None
         self.lecam = LeCam(cfg.lecam_decay) if cfg.lecam_weight > 0 else None
+        self.adversarial = GANObjective(
+            cfg.gan_loss,
+            lecam=self.lecam,
+            lecam_weight=cfg.lecam_weight,
+            log_names={"d_real": "logits_real", "d_fake": "logits_fake"},
+        )
 
     def reconstruction(self, x: torch.Tensor, xrec: torch.Tensor) -> torch.Tensor:
         """Mean per-pixel L1/L2 plus the weighted LPIPS distance (inputs in [-1,1])."""
@@ -123,28 +132,13 @@ class VQGANLoss(nn.Module):
         loss = rec + cfg.codebook_weight * codebook_loss
         logs = {"rec": rec.item(), "codebook": codebook_loss.item()}
         if logits_fake is not None:
-            g = generator_loss(cfg.gan_loss, logits_fake)
+            g = self.adversarial.generator_term(logits_fake)
             w = cfg.disc_weight
             if cfg.adaptive_weight:
                 w = w * adaptive_weight(rec, g, last_layer, cfg.adaptive_delta, cfg.adaptive_max)
             loss = loss + w * g
             logs.update(g_loss=g.item(), d_weight=float(w))
         logs["loss"] = loss.item()
-        return loss, logs
-
-    def discriminator(
-        self, logits_real: torch.Tensor, logits_fake: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = discriminator_loss(self.cfg.gan_loss, logits_real, logits_fake)
-        logs = {
-            "d_loss": loss.item(),
-            "logits_real": logits_real.mean().item(),
-            "logits_fake": logits_fake.mean().item(),
-        }
-        if self.lecam is not None:
-            reg = self.lecam(logits_real, logits_fake)
-            loss = loss + self.cfg.lecam_weight * reg
-            logs["lecam"] = reg.item()
         return loss, logs
 
 

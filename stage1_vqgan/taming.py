@@ -19,6 +19,7 @@ import yaml
 
 from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_torch_checkpoint, split_prefix
 from shared.config import ConfigError
+from shared.errors import first_line
 from shared.pretrained import load_state
 from stage1_vqgan.config import ModelConfig
 from stage1_vqgan.model import VQModel
@@ -56,7 +57,7 @@ def read_taming_model(config: str | Path) -> dict:
     try:
         raw = yaml.safe_load(Path(config).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read taming config {config}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot read taming config {config}: {first_line(e)}") from None
     model = raw.get("model", raw) if isinstance(raw, dict) else None
     if not isinstance(model, dict):
         raise ConfigError(f"{config}: expected a 'model' entry with target and params")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from shared.engine import Task, Trainer, frozen
+from shared.engine import Task, Trainer
 from shared.images import quantize_8bit
 from shared.metrics import psnr
 from shared.pretrained import load_state
@@ -100,18 +100,15 @@ class VQGANTask(TokenizerTask):
         x = self.inputs(batch)
         xrec, q = self.models["ae"](x)
         active = self.loss.disc_active(step)
-        logits_fake = None
-        if active:
-            with frozen(trainer.model("disc")) as d:
-                logits_fake = d(xrec)
+        gan = self.loss.adversarial
+        logits_fake = gan.generator_logits(trainer.model("disc"), xrec) if active else None
         loss, logs = self.loss.generator(
             x, xrec, q.loss, logits_fake, trainer.model("ae").last_layer
         )
         trainer.optimize("ae", loss)
         logs.update(perplexity=q.perplexity.item(), usage=q.usage.item())
         if active:
-            disc = self.models["disc"]
-            d_loss, d_logs = self.loss.discriminator(disc(x.detach()), disc(xrec.detach()))
+            d_loss, d_logs = gan.discriminator_loss(self.models["disc"], x, xrec)
             trainer.optimize("disc", d_loss)
             logs.update(d_logs)
         return logs

@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from shared.engine import Task, Trainer
-from shared.gan_losses import discriminator_loss, generator_loss, r1_penalty
+from shared.gan_objective import GANObjective
 from stage2_prior.adatgan_prior import AdatPriorDiscriminator
 from stage2_prior.config import PriorConfig
 from stage2_prior.prior import Prior
 
 LOSS = "non_saturating"
+LOG_NAMES = {"d_loss": "loss_d"}  # the prior's name for D's adversarial loss
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
@@ -42,6 +43,7 @@ class AdatPriorTask(Task):
             a.minibatch_std,
         )
         self.models = {"generator": g, "discriminator": d}
+        self.objective = GANObjective(LOSS, r1_gamma=a.r1_gamma, log_names=LOG_NAMES)
 
     def setup(self, trainer: Trainer) -> None:
         self.prior.tokenizer.to(trainer.device).eval()
@@ -74,27 +76,18 @@ class AdatPriorTask(Task):
         g, d = self.models["generator"], self.models["discriminator"]
         codes, labels = batch["codes"], self.labels(batch)
         z = torch.randn(codes.shape[0], self.prior.net.spec.z_dim, device=codes.device)
-        gamma = self.cfg.adatgan.r1_gamma
 
         with torch.no_grad():
             fake = self.fake_grid(g, z, labels)
-        real = self.noisy(self.embed_indices(codes)).requires_grad_(gamma > 0)
-        d_real, d_fake = d(real, labels), d(fake, labels)
-        loss_d = discriminator_loss(LOSS, d_real, d_fake)
-        r1 = r1_penalty(d_real, real) if gamma > 0 else torch.zeros((), device=codes.device)
-        trainer.optimize("discriminator", loss_d + gamma / 2 * r1)
+        real = self.noisy(self.embed_indices(codes))
+        loss_d, logs = self.objective.discriminator_loss(d, real, fake, labels)
+        trainer.optimize("discriminator", loss_d)
 
-        d.requires_grad_(False)
-        loss_g = generator_loss(LOSS, d(self.fake_grid(g, z, labels), labels))
+        fake = self.fake_grid(g, z, labels)
+        loss_g = self.objective.generator_loss(trainer.model("discriminator"), fake, labels)
         trainer.optimize("generator", loss_g)
-        d.requires_grad_(True)
-        return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
-            "r1": r1.item(),
-            "d_real": d_real.mean().item(),
-            "d_fake": d_fake.mean().item(),
-        }
+        logs.setdefault("r1", 0.0)  # logged even with R1 off
+        return {**logs, "loss_g": loss_g.item()}
 
     def generate(self, trainer: Trainer, batch: dict, seed: int) -> torch.Tensor:
         net = trainer.model("generator", ema=True)

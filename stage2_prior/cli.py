@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from shared.cli import (
-    add_device,
+    action_parser,
+    add_checkpoint,
     add_output_folder,
-    add_training_flags,
+    add_train_action,
     base_config,
     pick_device,
     run_actions,
@@ -22,12 +24,11 @@ from shared.cli import (
 )
 from shared.code_files import read_codes
 from shared.config import build_config
-from shared.data import DataError
+from shared.data import DataError, read_mask
 from shared.images import save_png
 from shared.limits import check_limit
 from shared.options import (
     SIZE_CONVENTION,
-    ArgumentParser,
     finite_float,
     image_size,
     non_negative_float,
@@ -37,30 +38,28 @@ from shared.options import (
     seed,
 )
 from shared.outputs import OutputFolder
+from stage2_prior.clip.model import DEFAULT, load_clip
 from stage2_prior.config import PriorConfig
+from stage2_prior.load import load_prior
+from stage2_prior.train import train
 
 
 def build_parser(prog: str = "twostage prior") -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    t = sub.add_parser(
-        "train", help="train a prior preset (twostage info lists them) on the codes of --data"
+    p, sub = action_parser(prog, __doc__.splitlines()[0])
+    t = add_train_action(
+        sub, "train a prior preset (twostage info lists them) on the codes of --data"
     )
-    add_training_flags(t)
     t.add_argument("--tokenizer", help="stage-1 tokenizer: run folder, model folder or .ckpt")
     t.add_argument("--tokenizer-config", help="YAML of a taming tokenizer .ckpt")
     t.add_argument("--cond-tokenizer", help="tokenizer of the segmentation/depth/edge maps")
     t.add_argument("--cond-tokenizer-config", help="YAML of a taming condition tokenizer .ckpt")
 
     def checkpoint_flags(s: argparse.ArgumentParser) -> None:
-        s.add_argument(
-            "--checkpoint",
-            required=True,
-            help="prior: run/model folder, .ckpt, or a shipped model (fmnist-gpt, fmnist-adatgan)",
+        add_checkpoint(
+            s,
+            "prior: run/model folder, .ckpt, or a shipped model (fmnist-gpt, fmnist-adatgan)",
+            "YAML of a taming transformer .ckpt",
         )
-        s.add_argument("--config", help="YAML of a taming transformer .ckpt")
-        add_device(s)
         s.add_argument(
             "--class",
             dest="label",
@@ -114,8 +113,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "twostage prior") -> int
 def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from stage2_prior.train import train
-
     base = base_config(args, "stage2_prior")
     flags = {
         "tokenizer": args.tokenizer,
@@ -132,8 +129,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from stage2_prior.load import load_prior
-
     device = pick_device(args.device)
     return load_prior(args.checkpoint, args.config).to(device), device
 
@@ -173,10 +168,6 @@ def read_condition_map(path: str, size: tuple[int, int] | None) -> torch.Tensor:
     """A condition map PNG as (H,W) long values (palette or gray levels = label ids), resized
     (nearest) to ``size`` = (H, W) when given. A ``size`` that is the map's own size transposed
     is refused: it is --size given as HEIGHTxWIDTH."""
-    from PIL import Image
-
-    from shared.data import read_mask
-
     mask = read_mask(Path(path))
     if size is not None and mask.size != (size[1], size[0]):
         if mask.size == size:
@@ -234,8 +225,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     total = args.num
     clip = None
     if args.rerank:
-        from stage2_prior.clip.model import DEFAULT, load_clip
-
         total = args.candidates or 4 * args.num
         check_limit("samples", total, "--candidates")
         if total < args.num:

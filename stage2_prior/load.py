@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.checkpoint import TORCH_SUFFIXES, CheckpointError, load_weights
+from shared.checkpoint import TORCH_SUFFIXES, CheckpointError
 from shared.config import build_config, read_preset
 from shared.data import load_class_names
+from shared.engine import checkpoint_weights
+from shared.exported import find_exported, load_exported, locate
 from shared.pretrained import CONFIG_FILE, build_checked, load_state, read_json
-from shared.release import resolve_checkpoint
-from shared.run import latest_checkpoint
+from shared.run import run_checkpoint
 from stage1_vqgan import VQModel, load_tokenizer
 from stage2_prior.config import PriorConfig
 from stage2_prior.networks import BY_MODEL_TYPE, network_class
@@ -22,22 +23,21 @@ from stage2_prior.taming import load_taming_prior
 def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
     """A :class:`Prior` in eval mode. ``config`` is the YAML of a taming checkpoint.
     Errors are one-line :class:`CheckpointError`/:class:`ConfigError`."""
-    path = resolve_checkpoint(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = locate(path)
     if path.is_file() and path.suffix.lower() in TORCH_SUFFIXES:
         return load_taming_prior(path, config).eval()
-    folder = path.parent if path.is_file() else path
-    for candidate in (folder, folder / "model"):
-        if (candidate / CONFIG_FILE).is_file():
-            return _load_exported(candidate)
-    found = latest_checkpoint(folder)
-    if (folder / "config.yaml").is_file() and (folder / SPEC_FILE).is_file() and found:
+    exported = find_exported(path)
+    if exported is not None:
+        return _load_exported(exported)
+    found = run_checkpoint(path)
+    if found is not None and (found[0] / SPEC_FILE).is_file():
+        folder, step_dir = found
         cfg = build_config(PriorConfig, read_preset(str(folder / "config.yaml"), "stage2_prior"))
         net_class = network_class(cfg.prior)
         spec = read_json(folder / SPEC_FILE)
         net = build_checked(lambda: net_class(**spec), str(folder / SPEC_FILE))
-        load_state(net, load_weights(found[1] / "model.safetensors"), str(found[1]))
+        weights = checkpoint_weights(step_dir)  # every prior task's first model: the prior
+        load_state(net, weights, str(step_dir))
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.tokenizer_config)
         cond = None
         if cfg.cond_tokenizer:
@@ -51,13 +51,9 @@ def load_prior(path: str | Path, config: str | Path | None = None) -> Prior:
 
 
 def _load_exported(folder: Path) -> Prior:
-    model_type = read_json(folder / CONFIG_FILE).get("model_type")
-    net_class = BY_MODEL_TYPE.get(model_type)
-    if net_class is None:
-        raise CheckpointError(
-            f"{folder} holds a '{model_type}' model, not a prior ({', '.join(BY_MODEL_TYPE)})"
-        )
-    net = net_class.from_pretrained(folder)
+    """The prior exported in ``folder``: its network, with its ``tokenizer/`` (and
+    ``cond_tokenizer/``) beside it."""
+    net = load_exported(folder, BY_MODEL_TYPE.values(), "a prior")
     if not (folder / TOKENIZER_DIR / CONFIG_FILE).is_file():
         raise CheckpointError(f"{folder} has no {TOKENIZER_DIR}/ folder with the prior's tokenizer")
     tokenizer = VQModel.from_pretrained(folder / TOKENIZER_DIR)

@@ -7,7 +7,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+from shared import weights  # noqa: E402
 from shared.config import build_config, read_preset  # noqa: E402
+from stage1_vqgan.config import VQGANConfig  # noqa: E402
+from stage1_vqgan.train import train  # noqa: E402
 
 TOKENIZER_STEPS = 300  # vqgan-tiny on builtin:shapes
 SEG_TOKENIZER_STEPS = 120  # vqgan-seg-tiny on builtin:shapes masks
@@ -17,8 +20,6 @@ FMNIST_TOKENIZER_STEPS = 250  # vqgan-tiny on builtin:fashion-mnist, 28 px grays
 @pytest.fixture
 def no_weights(tmp_path, monkeypatch):
     """Every weight cache points at an empty folder and installed weight packages are hidden."""
-    from shared import weights
-
     empty = tmp_path / "empty"
     empty.mkdir()
     for var in ("HOME", "TORCH_HOME", "HF_HOME", weights.ENV_VAR):
@@ -37,8 +38,6 @@ def no_weights(tmp_path, monkeypatch):
 
 
 def vqgan_config(preset: str, *overrides: str):
-    from stage1_vqgan.config import VQGANConfig
-
     base = ["train.progress=false", "train.num_workers=0", "loss.perceptual_backbone=random"]
     return build_config(
         VQGANConfig, read_preset(preset, "stage1_vqgan"), overrides=[*base, *overrides]
@@ -46,8 +45,6 @@ def vqgan_config(preset: str, *overrides: str):
 
 
 def _train(tmp_path_factory, name: str, cfg):
-    from stage1_vqgan.train import train
-
     return train(cfg, tmp_path_factory.mktemp(name) / "run"), cfg
 
 

@@ -32,7 +32,7 @@ from shared.options import ArgumentParser
 from shared.release import release_quality
 from shared.run import RunError, claim, read_metrics, replaces
 from shared.weights import WeightsUnavailable, resolve
-from stage1_vqgan.segmentation import colorize_mask
+from stage1_vqgan import colorize_mask
 from stage2_prior.clip.model import DEFAULT as CLIP_MODEL
 from twostage.cli import main as twostage
 from twostage.demo_pipeline import CLIP_PROMPT, RELEASE_PRIORS, SCALES, WIDE_TILES, Step, plan

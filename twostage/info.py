@@ -36,9 +36,9 @@ from shared.options import ArgumentParser
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.discriminator import PatchDiscriminator
 from stage1_vqgan.model import VQModel
-from stage2_prior.adatgan_prior import AdatPriorDiscriminator, AdatPriorGenerator
+from stage2_prior.adatgan_prior import AdatPriorDiscriminator
 from stage2_prior.config import PriorConfig
-from stage2_prior.gpt import GPTPrior
+from stage2_prior.networks import build_network
 from twostage.cli import COMMANDS
 
 PACKAGES = ("stage1_vqgan", "stage2_prior", "gan_direct", "segmentation")
@@ -74,29 +74,15 @@ def _prior(name: str) -> Networks:
     window = cfg.model.window or PRIOR_WINDOW
     if cfg.prior == "adatgan":
         a = cfg.adatgan
-        net = AdatPriorGenerator(
-            n_codes=PRIOR_CODES,
-            window=window,
-            z_dim=a.z_dim,
-            dims=a.dims,
-            heads=a.heads,
-            mlp_dim=a.mlp_dim,
-            embed_dim=CODE_DIM,
+        net = build_network(cfg, n_codes=PRIOR_CODES, window=window, embed_dim=CODE_DIM)
+        disc = AdatPriorDiscriminator(
+            CODE_DIM, window, a.d_dim, a.heads, a.mlp_dim, minibatch_std=a.minibatch_std
         )
-        disc = AdatPriorDiscriminator(CODE_DIM, window, a.d_dim, a.heads, a.mlp_dim)
         return {
             "generator": (net, (torch.randn(1, a.z_dim),)),
             "discriminator": (disc, (torch.randn(1, CODE_DIM, *window),)),
         }
-    m = cfg.model
-    net = GPTPrior(
-        n_codes=PRIOR_CODES,
-        window=window,
-        condition="none",
-        n_layer=m.n_layer,
-        n_head=m.n_head,
-        n_embd=m.n_embd,
-    )
+    net = build_network(cfg, n_codes=PRIOR_CODES, window=window)
     tokens = torch.randint(0, PRIOR_CODES, (1, net.spec.block_size))
     return {"prior": (net, (tokens,))}
 

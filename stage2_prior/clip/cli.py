@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from shared.cli import add_device, add_output_folder, pick_device, run_main
+from shared.cli import add_device, add_output_folder, from_args, pick_device, run_main
 from shared.config import ConfigError
 from shared.data import DataError
 from shared.options import (
@@ -23,6 +23,7 @@ from shared.options import (
     seed,
 )
 from shared.outputs import OutputFolder
+from stage1_vqgan import load_tokenizer
 from stage2_prior.clip.guidance import (
     FINAL_FILE,
     FRAMES_DIR,
@@ -94,29 +95,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
-    from stage1_vqgan import load_tokenizer
-
     args = build_parser(prog).parse_intermixed_args(argv)  # prompts may follow flags
     prompts = [p for text in args.prompt + args.more for p in parse_prompts(text)]
     if args.init_image and not Path(args.init_image).is_file():
         raise DataError(f"--init-image {args.init_image}: no such file")
-    cfg = GuideConfig(
+    cfg = from_args(
+        GuideConfig,
+        args,
         prompts=prompts,
         image_prompts=file_prompts(args.image_prompt, "--image-prompt"),
         noise_prompts=[parse_prompt(s) for s in args.noise_prompt],
-        size=args.size,
-        steps=args.steps,
-        lr=args.lr,
-        cutn=args.cutn,
-        cut_pow=args.cut_pow,
-        chunk=args.chunk,
         checkpointing=not args.no_checkpointing,
-        init_image=args.init_image,
-        init_weight=args.init_weight,
-        tv_weight=args.tv_weight,
-        seed=args.seed,
-        save_every=args.save_every,
-        video=args.video,
     )
     if not (cfg.prompts or cfg.image_prompts or cfg.noise_prompts):
         raise ConfigError("give at least one text prompt, --image-prompt or --noise-prompt")
