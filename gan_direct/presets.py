@@ -3,6 +3,8 @@ classes of its data; a preset's networks built without training."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from gan_direct.augment import parse_policy
@@ -20,7 +22,7 @@ def data_shape(data: DataConfig) -> tuple[int, ...]:
 
 
 def prepare(cfg: GANConfig, num_classes: int = 0) -> GANConfig:
-    """Check ``cfg`` and resolve its networks against its data (in place); returns it."""
+    """``cfg`` checked, as a new config whose networks are resolved against its data."""
     if cfg.data.source not in POINT_SOURCES and cfg.data.channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 or 3, got {cfg.data.channels}")
     try:
@@ -32,9 +34,11 @@ def prepare(cfg: GANConfig, num_classes: int = 0) -> GANConfig:
     if cfg.train.d_steps < 1 or cfg.train.g_steps < 1:
         raise ConfigError("train.d_steps and train.g_steps must be at least 1")
     shape = data_shape(cfg.data)
-    cfg.generator = resolve("generator", cfg.generator, shape, num_classes)
-    cfg.discriminator = resolve("discriminator", cfg.discriminator, shape, num_classes)
-    return cfg
+    return dataclasses.replace(
+        cfg,
+        generator=resolve("generator", cfg.generator, shape, num_classes),
+        discriminator=resolve("discriminator", cfg.discriminator, shape, num_classes),
+    )
 
 
 def preset_networks(
@@ -46,5 +50,5 @@ def preset_networks(
     cfg = build_config(GANConfig, read_preset(preset, "gan_direct"), overrides=list(overrides))
     if num_classes is None:
         num_classes = build_dataset(cfg.data, "val").num_classes if cfg.conditional else 0
-    prepare(cfg, num_classes if cfg.conditional else 0)
+    cfg = prepare(cfg, num_classes if cfg.conditional else 0)
     return cfg, build("generator", cfg.generator), build("discriminator", cfg.discriminator)

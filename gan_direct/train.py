@@ -29,7 +29,7 @@ def train(
             f"conditional: true needs labelled data (class sub-folders); {cfg.data.source} "
             "has no classes"
         )
-    prepare(cfg, num_classes)
+    cfg = prepare(cfg, num_classes)
     accelerator = make_accelerator(cfg.train, output)
     set_seed(cfg.train.seed)
     task = GANTask(cfg, train_data.class_names if num_classes else None)

@@ -6,6 +6,7 @@ Loss: pixel-wise cross-entropy of the logits against the mask ids. Evaluation: `
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -117,10 +118,11 @@ def train(
     check_run_dir(output, overwrite, resume)
     train_data = build_dataset(cfg.data, "train", seed=cfg.train.seed)
     val_data = build_dataset(cfg.data, "val", seed=cfg.train.seed)
-    cfg.model.num_classes = resolve_classes(cfg, train_data)
-    if cfg.model.num_classes < 2:
+    num_classes = resolve_classes(cfg, train_data)
+    if num_classes < 2:
         raise DataError(f"the masks of {cfg.data.source} hold a single class; nothing to learn")
-    cfg.model.in_channels = cfg.data.channels
+    model = dataclasses.replace(cfg.model, num_classes=num_classes, in_channels=cfg.data.channels)
+    cfg = dataclasses.replace(cfg, model=model)
     accelerator = make_accelerator(cfg.train, output)
     set_seed(cfg.train.seed)
     task = SegmentTask(cfg)

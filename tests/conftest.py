@@ -96,3 +96,28 @@ def fmnist_tokenizer_run(tmp_path_factory):
         f"train.eval_every={steps}",
     )
     return _train(tmp_path_factory, "fmnist", cfg)
+
+
+# The fast subset (`pytest -m "not slow"`, about 2 minutes) leaves out the tests that train:
+# those using the session tokenizers above, the modules built around a training run, and the
+# few single tests of several seconds (marked where they stand). CI runs everything.
+SLOW_FIXTURES = {"tokenizer_run", "seg_tokenizer_run", "fmnist_tokenizer_run"}
+SLOW_MODULES = {
+    "test_train.py",  # stage1_vqgan: tokenizer trainings
+    "test_segmentation.py",
+    "test_benchmark.py",
+    "test_prior_training.py",
+    "test_adatgan_prior.py",
+    "test_gan_training.py",
+    "test_gan_recipes.py",
+    "test_unet.py",
+    "test_reproducible.py",
+    "test_demo.py",
+    "test_readme_walk.py",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

@@ -67,6 +67,7 @@ def test_parameter_counts_match_the_spec(name):
     assert (count(g), count(d)) == PARAMS[name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", preset_names("gan_direct"))
 def test_preset_trains_two_steps_and_samples(name, tmp_path):
     run = tmp_path / "run"

@@ -221,6 +221,7 @@ def test_a_prior_on_a_few_images_warns_of_overfitting_once_and_keeps_its_class_n
     assert load_prior(midrun).class_names == ["cats", "dogs"]
 
 
+@pytest.mark.slow
 def test_vqgan_train_prints_the_summary_and_claims_data_json(tmp_path, capsys):
     from stage1_vqgan.cli import main as vqgan_main
 

@@ -53,6 +53,7 @@ def test_features_equal_the_torchscript_own_output(inception, garments):
         assert ours.abs().mean() > 0.1  # real activations, not zeros
 
 
+@pytest.mark.slow
 def test_fid_separates_garments_from_noisy_garments(inception, garments):
     noisy = (
         garments + torch.randn(garments.shape, generator=torch.Generator().manual_seed(1))

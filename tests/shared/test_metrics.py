@@ -140,6 +140,7 @@ def test_frechet_distance_class_with_a_simple_feature_fn():
     assert fd.real.n == fd.fake.n == 0
 
 
+@pytest.mark.slow
 def test_fid_with_the_random_inception_is_zero_for_equal_sets_and_grows_with_noise(inception):
     real = photo_batch(4, 32)
     with torch.inference_mode():
@@ -206,6 +207,7 @@ def test_inception_outputs_and_pytorch_fid_layout(inception):
     assert torch.allclose(logits, features @ state["fc.weight"].T)
 
 
+@pytest.mark.slow
 def test_inception_loads_pretrained_weights_from_a_path(inception, tmp_path, no_weights):
     assert not inception_available()
     with pytest.raises(WeightsUnavailable, match=INCEPTION_FILE):
@@ -233,6 +235,7 @@ KEYS = ["psnr", "ssim", "lpips_vgg", "lpips_alex", "mse", "mae"]
 KEYS += ["rfid", "kid_mean", "kid_std", "is_mean", "is_std"]
 
 
+@pytest.mark.slow
 def test_evaluator_with_random_networks_reports_everything():
     evaluator = ReconstructionEvaluator("cpu", lpips_backbone="random", inception="random")
     real = photo_batch(4, 48)

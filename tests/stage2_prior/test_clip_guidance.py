@@ -197,6 +197,7 @@ def test_missing_clip_weights_name_the_file(tokenizer_run, tmp_path, capsys, mon
     assert err.count("\n") == 0 and "ViT-B-32" in err, err
 
 
+@pytest.mark.slow
 def test_vit_b_32_from_a_weights_file(tmp_path):
     import open_clip
 
