@@ -115,8 +115,10 @@ def test_shipped_models_keep_loading_with_fashion_mnist_names(tmp_path):
     assert load_prior("fmnist-adatgan").class_id("ankle boot") == 9
     assert load_generator("fmnist-dcgan").class_names == FASHION_MNIST_CLASSES
     assert load_generator("fmnist-adatgan-pixel").class_names is None  # unconditional
-    copy = tmp_path / "fmnist-gpt"  # the same folder elsewhere is no release model
+    copy = tmp_path / "fmnist-gpt"  # the same folder elsewhere keeps the names it holds ...
     shutil.copytree(RELEASE_DIR / "fmnist-gpt", copy)
+    assert load_prior(copy).class_names == FASHION_MNIST_CLASSES
+    (copy / "classes.json").unlink()  # ... and without them it is no release model
     assert load_prior(copy).class_names is None
     with pytest.raises(DataError, match="choose an id in 0..9"):
         load_prior(copy).class_id("Dress")
