@@ -5,8 +5,9 @@ them and a changed tokenizer rebuilds them; plus the dataset of random window cr
 A cache folder is written whole (into a hidden sibling, then renamed), so concurrent runs never
 read a partial one; its ``meta.json`` holds the key and the SHA-256 of every array. Reading checks
 the hashes, the shapes and that every code lies in the tokenizer's vocabulary: a damaged or
-tampered folder is encoded again, with a warning. Extraction leaves the global random state
-untouched, so a run trains identically on a cold or a warm cache."""
+tampered folder is encoded again, with a warning. Several processes share the encoding and the
+main process writes the one folder, identical to a single process's. Extraction leaves the
+global random state untouched, so a run trains identically on a cold or a warm cache."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ import random
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
@@ -207,6 +209,7 @@ def extract_codes(
     device: str | torch.device = "cpu",
     progress: bool = True,
     identity: dict | None = None,
+    state: PartialState | None = None,
 ) -> tuple[CodeSet, Path]:
     """Encode ``split`` of ``data`` (centre crops at ``data.resolution``, plus mirrored copies
     when ``data.flip``) into a cached :class:`CodeSet`; returns it and its cache folder.
@@ -214,7 +217,10 @@ def extract_codes(
     ``encode_maps(masks (B,H,W) long) -> codes (B,h,w)`` encodes the condition maps (needs a
     dataset with masks); ``cond_tokenizer`` enters the cache key and bounds the condition codes.
     ``identity`` is :func:`tokenizer_identity` of the two when the caller has it already.
-    The global random state is left as it was: a cold cache and a warm one give the same run."""
+    With a ``state`` of several processes, every process calls this: each encodes its share of
+    the batches, the main process stores the one cache folder and the others then read it; the
+    arrays are those of a single process. The global random state is left as it was: a cold
+    cache and a warm one give the same run."""
     plain = dataclasses.replace(data, crop="center", flip=False)
     dataset = build_dataset(plain, split, seed=0)
     if encode_maps is not None and not dataset.has_masks:
@@ -234,34 +240,131 @@ def extract_codes(
         "flip": flip,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    folder = Path(cache_dir or default_cache_dir()) / digest[:20]
     f = tokenizer.downsample_factor
-    expected = Expected(
-        count=n * (2 if flip else 1),
-        grid=(plain.resolution // f,) * 2 if plain.resolution % f == 0 else None,
-        n_codes=tokenizer.n_embed,
-        num_classes=dataset.num_classes,
-        cond=encode_maps is not None,
-        n_cond_codes=cond_tokenizer.n_embed if cond_tokenizer is not None else None,
+    job = _Job(
+        tokenizer,
+        dataset,
+        n,
+        flip,
+        encode_maps,
+        batch_size,
+        device,
+        progress,
+        Path(cache_dir or default_cache_dir()) / digest[:20],
+        key,
+        Expected(
+            count=n * (2 if flip else 1),
+            grid=(plain.resolution // f,) * 2 if plain.resolution % f == 0 else None,
+            n_codes=tokenizer.n_embed,
+            num_classes=dataset.num_classes,
+            cond=encode_maps is not None,
+            n_cond_codes=cond_tokenizer.n_embed if cond_tokenizer is not None else None,
+        ),
     )
-    damaged = False
-    if folder.exists():
+    if state is None or state.num_processes == 1:
+        return _extract_alone(job), job.folder
+    return _extract_sharded(job, state), job.folder
+
+
+@dataclass
+class _Job:
+    """One extraction: the first ``n`` images of ``dataset`` and the cache folder they go to."""
+
+    tokenizer: VQModel
+    dataset: ImageDataset
+    n: int
+    flip: bool
+    encode_maps: Callable[[torch.Tensor], torch.Tensor] | None
+    batch_size: int
+    device: str | torch.device
+    progress: bool
+    folder: Path
+    key: dict
+    expected: Expected
+
+    def lookup(self) -> tuple[CodeSet | None, bool]:
+        """The cached set (None when absent or unusable, with a warning) and whether the
+        folder is there but damaged."""
+        if not self.folder.exists():
+            return None, False
         try:
-            return load_code_set(folder, key, expected), folder
+            return load_code_set(self.folder, self.key, self.expected), False
         except CacheError as e:
-            warnings.warn(f"code cache {folder} is unusable ({e}); encoding again", stacklevel=2)
-            damaged = True
-    with rng_untouched(device):
-        code_set = _encode(tokenizer, dataset, n, flip, encode_maps, batch_size, device, progress)
-    return _store(code_set, folder, key, expected, replace=damaged), folder
+            warnings.warn(
+                f"code cache {self.folder} is unusable ({e}); encoding again", stacklevel=4
+            )
+            return None, True
+
+    def encode(self, indices: range) -> CodeSet | None:
+        """Codes of the images ``indices`` (None if there are none), leaving the global random
+        state untouched."""
+        if not len(indices):
+            return None
+        with rng_untouched(self.device):
+            return _encode(
+                self.tokenizer,
+                Subset(self.dataset, indices),
+                self.flip,
+                self.encode_maps,
+                self.batch_size,
+                self.device,
+                self.progress,
+            )
+
+    def store(self, code_set: CodeSet, replace: bool) -> CodeSet:
+        return _store(code_set, self.folder, self.key, self.expected, replace=replace)
 
 
-def _encode(tokenizer, dataset, n, flip, encode_maps, batch_size, device, progress) -> CodeSet:
-    """Codes of the first ``n`` images in order, each batch followed by its mirror images when
-    ``flip``; the tokenizer in eval mode, the loader with its own generator."""
+def _extract_alone(job: _Job) -> CodeSet:
+    """The cached set, or all of it encoded by this process and stored."""
+    found, damaged = job.lookup()
+    if found is not None:
+        return found
+    return job.store(_concat([job.encode(range(job.n))]), damaged)
+
+
+def _extract_sharded(job: _Job, state: PartialState) -> CodeSet:
+    """The main process looks the set up; on a miss every process encodes its share and the
+    main process stores the gathered parts, which the others then read from disk."""
+    main = state.is_main_process
+    found, damaged = job.lookup() if main else (None, False)
+    missing = [found is None]
+    torch.distributed.broadcast_object_list(missing, src=0)
+    if missing[0]:
+        share = _share(job.n, job.batch_size, state.num_processes, state.process_index)
+        parts = [None] * state.num_processes if main else None
+        torch.distributed.gather_object(job.encode(share), parts, dst=0)
+        if main:
+            found = job.store(_concat(parts), damaged)
+    state.wait_for_everyone()
+    return found if main else _extract_alone(job)
+
+
+def _share(n: int, batch_size: int, processes: int, index: int) -> range:
+    """The images process ``index`` of ``processes`` encodes: a contiguous run of whole
+    batches, so each batch (and its mirror images) is the one a single process encodes."""
+    batches = -(-n // batch_size)
+    first, end = batches * index // processes, batches * (index + 1) // processes
+    return range(min(first * batch_size, n), min(end * batch_size, n))
+
+
+def _concat(parts: list[CodeSet | None]) -> CodeSet:
+    """The parts (None: empty) one after the other."""
+    parts = [p for p in parts if p is not None]
+    conds = [p.cond for p in parts if p.cond is not None]
+    return CodeSet(
+        np.concatenate([p.codes for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        np.concatenate(conds) if conds else None,
+    )
+
+
+def _encode(tokenizer, images, flip, encode_maps, batch_size, device, progress) -> CodeSet:
+    """Codes of ``images`` in order, each batch followed by its mirror images when ``flip``;
+    the tokenizer in eval mode, the loader with its own generator."""
     codes, conds, labels = [], [], []
     loader = DataLoader(
-        Subset(dataset, range(n)),
+        images,
         batch_size=batch_size,
         num_workers=0,
         generator=torch.Generator().manual_seed(0),
@@ -270,7 +373,7 @@ def _encode(tokenizer, dataset, n, flip, encode_maps, batch_size, device, progre
     tokenizer.eval()
     try:
         for batch in tqdm(
-            loader, desc=f"encode {dataset.split}", disable=not progress, dynamic_ncols=True
+            loader, desc=f"encode {images.dataset.split}", disable=not progress, dynamic_ncols=True
         ):
             for mirror in [False, True] if flip else [False]:
                 x = batch["image"].to(device)

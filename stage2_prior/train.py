@@ -10,6 +10,7 @@ import math
 import warnings
 from pathlib import Path
 
+from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from shared.config import ConfigError, read_preset
@@ -132,24 +133,24 @@ def train(
     if prior.condition == "class":
         prior.class_names = list(val_images.class_names)
     encode_maps = prior.encode_condition if cond_tok is not None else None
-    with accelerator.main_process_first():
-        sets = {
-            split: extract_codes(
-                tokenizer,
-                cfg.data,
-                split,
-                encode_maps=encode_maps,
-                cond_tokenizer=cond_tok,
-                max_images=cfg.codes.max_images,
-                batch_size=cfg.codes.batch_size,
-                cache_dir=cfg.codes.cache_dir,
-                device=device,
-                progress=accelerator.is_main_process and cfg.train.progress,
-                identity=identity,
-            )
-            for split in ("train", "val")
-            if split == "train" or len(val_images)
-        }
+    sets = {
+        split: extract_codes(
+            tokenizer,
+            cfg.data,
+            split,
+            encode_maps=encode_maps,
+            cond_tokenizer=cond_tok,
+            max_images=cfg.codes.max_images,
+            batch_size=cfg.codes.batch_size,
+            cache_dir=cfg.codes.cache_dir,
+            device=device,
+            progress=accelerator.is_main_process and cfg.train.progress,
+            identity=identity,
+            state=PartialState(),  # each process encodes its share
+        )
+        for split in ("train", "val")
+        if split == "train" or len(val_images)
+    }
     spec = prior.net.spec
     coord = (spec.n_cond_codes, spec.coord_factor) if spec.condition == "coord" else (0, 1)
     train_data = CodeWindows(sets["train"][0], prior.window, True, cfg.train.seed, *coord)

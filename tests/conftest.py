@@ -108,6 +108,7 @@ SLOW_MODULES = {
     "test_benchmark.py",
     "test_prior_training.py",
     "test_adatgan_prior.py",
+    "test_codes_sharded.py",  # a 2-process gloo run
     "test_gan_training.py",
     "test_gan_recipes.py",
     "test_unet.py",
