@@ -27,7 +27,7 @@ from gan_direct.plots import animate, plot_grad_norms, scatter_plot
 from gan_direct.registry import build
 from gan_direct.sample import apply, class_labels
 from shared.data import POINT_SOURCES, save_class_names
-from shared.engine import Task, Trainer
+from shared.engine import Scalar, Task, Trainer
 from shared.gan_objective import GANObjective
 
 GRID_SAMPLES = 64
@@ -91,11 +91,11 @@ class GANTask(Task):
     def noise(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.z_dim, device=device)
 
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, Scalar]:
         g, d = self.models["generator"], self.models["discriminator"]
         real = batch[self.key]
         labels = batch["label"] if self.num_classes else None
-        logs: dict[str, float] = {}
+        logs: dict[str, Scalar] = {}
         if self.growth is not None:
             networks = (
                 trainer.model("generator"),
@@ -109,12 +109,12 @@ class GANTask(Task):
             with torch.no_grad():
                 fake = apply(g, self.noise(len(real), real.device), labels)
             d_loss, d_logs = self.objective.discriminator_loss(d, real, fake, *cond)
-            logs.update(d_logs, d_loss=d_loss.item())  # here d_loss holds the regularisers too
+            logs.update(d_logs, d_loss=d_loss.detach())  # here d_loss holds the regularisers too
             logs["grad_norm_d"] = trainer.optimize("discriminator", d_loss, grad_norm=True)
         for _ in range(self.cfg.train.g_steps):
             fake = apply(g, self.noise(len(real), real.device), labels)
             g_loss = self.objective.generator_loss(trainer.model("discriminator"), fake, *cond)
-            logs["g_loss"] = g_loss.item()
+            logs["g_loss"] = g_loss.detach()
             logs["grad_norm_g"] = trainer.optimize("generator", g_loss, grad_norm=True)
         return {k: v for k, v in logs.items() if v is not None}
 

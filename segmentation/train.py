@@ -17,7 +17,7 @@ from segmentation.config import SegmentationConfig
 from segmentation.unet import UNet
 from shared.config import ConfigError
 from shared.data import DataError, build_dataset
-from shared.engine import Task, Trainer, make_accelerator, train_run
+from shared.engine import Scalar, Task, Trainer, make_accelerator, train_run
 from shared.exported import load_exported, locate, named_export
 from shared.limits import check_limit
 from shared.run import check_run_dir
@@ -37,11 +37,11 @@ class SegmentTask(Task):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"unet": torch.optim.Adam(self.models["unet"].parameters(), lr=self.cfg.train.lr)}
 
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, Scalar]:
         logits = self.models["unet"](batch["image"])
         loss = F.cross_entropy(logits.float(), batch["mask"])
         trainer.optimize("unet", loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:
         """One tile per image (B,3,H,3W) in [-1,1]: image | true mask | predicted mask."""

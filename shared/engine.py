@@ -48,6 +48,9 @@ from shared.run import (
 )
 
 EXTRA_STATE = "extra_state.safetensors"  # EMA weights and task state of a checkpoint
+NEVER = 2**62  # the first non-finite step of a value that stayed finite
+
+Scalar = torch.Tensor | float  # a logged value: a detached 0-dim tensor (no host sync) or a number
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,8 +75,9 @@ class Task:
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
-        """Compute losses, ``trainer.optimize(name, loss)`` per optimizer; return scalars."""
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, Scalar]:
+        """Compute losses, ``trainer.optimize(name, loss)`` per optimizer; return the scalars to
+        log, as detached 0-dim tensors (the engine fetches them only when it logs) or numbers."""
         raise NotImplementedError
 
     def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor | None:
@@ -144,6 +148,7 @@ class Trainer:
         self.val_data = val_data if val_data is not None and len(val_data) else None
         self.step = 0
         self.overfitting: str | None = None  # the warning, once the run has overfitted
+        self.finite = FiniteWatch()
         names = list(task.models)
         if cfg.channels_last:
             for m in task.models.values():
@@ -180,11 +185,13 @@ class Trainer:
             return self.ema.shadow
         return self.accelerator.unwrap_model(self.task.models[name])
 
-    def optimize(self, name: str, loss: torch.Tensor, grad_norm: bool = False) -> float | None:
+    def optimize(
+        self, name: str, loss: torch.Tensor, grad_norm: bool = False
+    ) -> torch.Tensor | None:
         """Backward ``loss`` into optimizer ``name``'s parameters and step it when the accumulation
         window closes (clipping first when ``grad_clip`` > 0). With ``grad_norm``, returns the
-        global L2 norm of the (unscaled, unclipped) gradients before the step, else None (and
-        None inside an accumulation window)."""
+        global L2 norm of the (unscaled, unclipped) gradients before the step as a detached 0-dim
+        tensor, else None (and None inside an accumulation window)."""
         acc, opt = self.accelerator, self.optimizers[name]
         acc.backward(loss)
         norm = None
@@ -197,7 +204,7 @@ class Trainer:
                 norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(norm) if grad_norm and norm is not None else None
+        return norm.detach() if grad_norm and norm is not None else None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -228,7 +235,7 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 30.0,
             disable=not (acc.is_main_process and cfg.progress),
         )
-        logs: dict[str, float] = {}
+        logs: dict[str, Scalar] = {}
         started, first_step = time.perf_counter(), self.step
         for m in task.models.values():
             m.train()
@@ -237,29 +244,36 @@ class Trainer:
                 batch = self._to_device(next(batches))
                 with acc.accumulate(*task.models.values()), acc.autocast():
                     logs = task.training_step(batch, self.step, self)
-                self._check_finite(logs)
+                self.finite.add(logs, self.step + 1)
             self.step += 1
             if self.ema is not None:
                 self.ema.update(self.model(task.ema_model))
             bar.update(1)
-            if due(self.step, cfg.log_every) or self.step == cfg.max_steps:
-                rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
-                self.log({**logs, "steps_per_s": rate})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:4]}, refresh=False)
             last = self.step == cfg.max_steps
-            if fixed is not None and (due(self.step, cfg.sample_every) or last):
+            log_now = due(self.step, cfg.log_every) or last
+            sample_now = fixed is not None and (due(self.step, cfg.sample_every) or last)
+            eval_now = self.val_data is not None and (due(self.step, cfg.eval_every) or last)
+            save_now = due(self.step, cfg.checkpoint_every) or last
+            if log_now or sample_now or eval_now or save_now:
+                self._check_finite()  # the only host sync of the steps since the last one
+            if log_now:
+                rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
+                values = scalars(logs)
+                self.log({**values, "steps_per_s": rate})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:4]}, refresh=False)
+            if sample_now:
                 self.save_samples(fixed)
-            if self.val_data is not None and (due(self.step, cfg.eval_every) or last):
+            if eval_now:
                 self.log(self.evaluate(), prefix="val/")
                 self.watch_overfitting()
-            if due(self.step, cfg.checkpoint_every) or last:
+            if save_now:
                 self.save_checkpoint()
         bar.close()
         if acc.is_main_process:
             self.task.export(self.run_dir / EXPORT_DIR, self)
         acc.wait_for_everyone()
         acc.end_training()
-        return logs
+        return scalars(logs)
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation data (main process), with models in eval mode."""
@@ -288,10 +302,10 @@ class Trainer:
         subset = torch.utils.data.Subset(self.val_data, range(n))
         return DataLoader(subset, batch_size=self.cfg.batch_size, num_workers=0)
 
-    def log(self, values: dict[str, float], prefix: str = "") -> None:
+    def log(self, values: dict[str, Scalar], prefix: str = "") -> None:
         if not values:
             return
-        values = {f"{prefix}{k}": float(v) for k, v in values.items()}
+        values = {f"{prefix}{k}": v for k, v in scalars(values).items()}
         self.accelerator.log(values, step=self.step)
         if self.accelerator.is_main_process:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -409,16 +423,70 @@ class Trainer:
             out[k] = v
         return out
 
-    def _check_finite(self, logs: dict[str, float]) -> None:
-        bad = [k for k, v in logs.items() if not math.isfinite(float(v))]
-        flag = torch.tensor([float(bool(bad))], device=self.device)
-        if self.accelerator.reduce(flag, reduction="sum").item() > 0:
+    def _check_finite(self) -> None:
+        """Stop with :class:`TrainingDiverged` when a value logged on any process since the last
+        check was non-finite, naming it and its first such step; runs before every log, sample,
+        evaluation and checkpoint, so no checkpoint holds a diverged step."""
+        found = self.finite.check(self.accelerator, self.device)
+        if found is not None:
+            step, name = found
             last = latest_checkpoint(self.run_dir)
             where = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written"
-            name = bad[0] if bad else "a loss on another process"
             raise TrainingDiverged(
-                f"loss '{name}' became non-finite at step {self.step + 1}; stopped ({where})"
+                f"loss '{name}' became non-finite at step {step}; stopped ({where})"
             )
+
+
+class FiniteWatch:
+    """The NaN guard's memory between two checks, kept on the device: per set of logged names,
+    the first step at which each value was non-finite (:data:`NEVER` while finite). Adding a
+    step's values costs a few small kernels and no host sync; :meth:`check` syncs once."""
+
+    def __init__(self):
+        self.first: dict[tuple[str, ...], torch.Tensor] = {}  # names -> (len(names),) int64
+        self.host: tuple[int, str] | None = None  # the first non-finite plain number
+
+    def add(self, logs: dict[str, Scalar], step: int) -> None:
+        """Record the values of optimizer step ``step`` (tensors: one element each)."""
+        tensors = {k: v for k, v in logs.items() if torch.is_tensor(v)}
+        for k, v in logs.items():
+            if self.host is None and not torch.is_tensor(v) and not math.isfinite(float(v)):
+                self.host = (step, k)
+        if not tensors:
+            return
+        names = tuple(tensors)
+        device = next(iter(tensors.values())).device
+        values = torch.stack([v.detach().float().reshape(()).to(device) for v in tensors.values()])
+        steps = torch.where(torch.isfinite(values), NEVER, step)
+        earlier = self.first.get(names)
+        self.first[names] = steps if earlier is None else torch.minimum(earlier, steps)
+
+    def check(self, acc: Accelerator, device: torch.device) -> tuple[int, str] | None:
+        """(first non-finite step over all processes, its name here or "a loss on another
+        process"), or None when all stayed finite; forgets what it held."""
+        names = [k for group in self.first for k in group] + [self.host[1] if self.host else ""]
+        local = torch.cat(
+            [t.to(device) for t in self.first.values()]
+            + [torch.tensor([self.host[0] if self.host else NEVER], device=device)]
+        )
+        world = acc.gather(local.min().reshape(1)).min().reshape(1)
+        first, *steps = torch.cat([world, local]).tolist()
+        self.first, self.host = {}, None
+        if first >= NEVER:
+            return None
+        mine = [name for name, s in zip(names, steps, strict=True) if s == first]
+        return first, mine[0] if mine else "a loss on another process"
+
+
+def scalars(values: dict[str, Scalar]) -> dict[str, float]:
+    """``values`` as plain floats; the tensors among them are fetched in one transfer."""
+    tensors = {k: v for k, v in values.items() if torch.is_tensor(v)}
+    fetched = {}
+    if tensors:
+        device = next(iter(tensors.values())).device
+        stacked = torch.stack([v.detach().float().reshape(()).to(device) for v in tensors.values()])
+        fetched = dict(zip(tensors, stacked.tolist(), strict=True))
+    return {k: fetched[k] if k in fetched else float(v) for k, v in values.items()}
 
 
 def checkpoint_weights(

@@ -69,9 +69,10 @@ class GANObjective:
 
     def discriminator_loss(
         self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor, *cond
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """D's loss on ``real`` and ``fake`` (both detached here) and its logs. The reals D sees
-        require grad when R1 is on, so R1 is taken on exactly those inputs."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss on ``real`` and ``fake`` (both detached here) and its logs (detached 0-dim
+        tensors: no host sync). The reals D sees require grad when R1 is on, so R1 is taken on
+        exactly those inputs."""
         real, fake = real.detach(), fake.detach()
         real_in, fake_in = self._augmented(real), self._augmented(fake)
         if self.r1_gamma > 0:
@@ -81,20 +82,20 @@ class GANObjective:
             self.kind, real_logits, fake_logits, self.real_label, self.fake_label
         )
         logs = {
-            "d_loss": loss.item(),
-            "d_real": real_logits.mean().item(),
-            "d_fake": fake_logits.mean().item(),
+            "d_loss": loss.detach(),
+            "d_real": real_logits.detach().mean(),
+            "d_fake": fake_logits.detach().mean(),
         }
         if self.gp_lambda > 0:
             gp = gradient_penalty(d, real_in, fake_in, *cond)
             loss = loss + self.gp_lambda * gp
-            logs["gp"] = gp.item()
+            logs["gp"] = gp.detach()
         if self.drift > 0:
             loss = loss + self.drift * real_logits.float().square().mean()
         if self.r1_gamma > 0:
             r1 = r1_penalty(real_logits, real_in)
             loss = loss + self.r1_gamma / 2 * r1
-            logs["r1"] = r1.item()
+            logs["r1"] = r1.detach()
         if self.bcr_real > 0 or self.bcr_fake > 0:
             bcr = bcr_penalty(
                 d(real, *cond),
@@ -105,11 +106,11 @@ class GANObjective:
                 self.bcr_fake,
             )
             loss = loss + bcr
-            logs["bcr"] = bcr.item()
+            logs["bcr"] = bcr.detach()
         if self.lecam is not None and self.lecam_weight > 0:
             lecam = self.lecam(real_logits, fake_logits)
             loss = loss + self.lecam_weight * lecam
-            logs["lecam"] = lecam.item()
+            logs["lecam"] = lecam.detach()
         return loss, {self.log_names.get(k, k): v for k, v in logs.items()}
 
     def generator_logits(self, d: nn.Module, fake: torch.Tensor, *cond) -> torch.Tensor:

@@ -125,28 +125,30 @@ class VQGANLoss(nn.Module):
         codebook_loss: torch.Tensor,
         logits_fake: torch.Tensor | None,
         last_layer: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Autoencoder loss; ``logits_fake`` is None before the discriminator starts."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """Autoencoder loss and its logs (detached 0-dim tensors, ``d_weight`` a number without
+        the adaptive weight); ``logits_fake`` is None before the discriminator starts."""
         cfg = self.cfg
         rec = self.reconstruction(x, xrec)
         loss = rec + cfg.codebook_weight * codebook_loss
-        logs = {"rec": rec.item(), "codebook": codebook_loss.item()}
+        logs = {"rec": rec.detach(), "codebook": codebook_loss.detach()}
         if logits_fake is not None:
             g = self.adversarial.generator_term(logits_fake)
             w = cfg.disc_weight
             if cfg.adaptive_weight:
                 w = w * adaptive_weight(rec, g, last_layer, cfg.adaptive_delta, cfg.adaptive_max)
             loss = loss + w * g
-            logs.update(g_loss=g.item(), d_weight=float(w))
-        logs["loss"] = loss.item()
+            logs.update(g_loss=g.detach(), d_weight=w)  # adaptive_weight's is detached
+        logs["loss"] = loss.detach()
         return loss, logs
 
 
 def mask_loss(
     onehot: torch.Tensor, logits: torch.Tensor, codebook_loss: torch.Tensor, codebook_weight: float
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """taming's ``BCELossWithQuant``: the mean BCE of the per-label ``logits`` (B,L,H,W) against
     the ``onehot`` map (B,L,H,W) in {0,1}, plus the weighted codebook loss."""
     rec = F.binary_cross_entropy_with_logits(logits, onehot)
     loss = rec + codebook_weight * codebook_loss
-    return loss, {"rec": rec.item(), "codebook": codebook_loss.item(), "loss": loss.item()}
+    logs = {"rec": rec.detach(), "codebook": codebook_loss.detach(), "loss": loss.detach()}
+    return loss, logs

@@ -8,7 +8,7 @@ import torch
 
 from shared.config import ConfigError
 from shared.data import ImageDataset
-from shared.engine import Trainer
+from shared.engine import Scalar, Trainer
 from stage1_vqgan.config import VQGANConfig
 from stage1_vqgan.losses import mask_loss
 from stage1_vqgan.segmentation import (
@@ -28,12 +28,12 @@ class SegmentationTask(TokenizerTask):
         """The one-hot masks (B, L, H, W), L = ``model.in_channels``."""
         return mask_to_onehot(batch["mask"], self.cfg.model.in_channels)
 
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, Scalar]:
         x = self.inputs(batch)
         logits, q = self.models["ae"](x)
         loss, logs = mask_loss(x, logits, q.loss, self.cfg.loss.codebook_weight)
         trainer.optimize("ae", loss)
-        logs.update(perplexity=q.perplexity.item(), usage=q.usage.item())
+        logs.update(perplexity=q.perplexity.detach(), usage=q.usage.detach())
         return logs
 
     def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:

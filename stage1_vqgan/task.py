@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from shared.engine import Task, Trainer
+from shared.engine import Scalar, Task, Trainer
 from shared.images import quantize_8bit
 from shared.metrics import psnr
 from shared.pretrained import load_state
@@ -94,7 +94,7 @@ class VQGANTask(TokenizerTask):
     def inputs(self, batch: dict) -> torch.Tensor:
         return batch["image"]
 
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, Scalar]:
         """The autoencoder step (through the frozen discriminator once it is active), then the
         discriminator step on the detached originals and reconstructions."""
         x = self.inputs(batch)
@@ -106,7 +106,7 @@ class VQGANTask(TokenizerTask):
             x, xrec, q.loss, logits_fake, trainer.model("ae").last_layer
         )
         trainer.optimize("ae", loss)
-        logs.update(perplexity=q.perplexity.item(), usage=q.usage.item())
+        logs.update(perplexity=q.perplexity.detach(), usage=q.usage.detach())
         if active:
             d_loss, d_logs = gan.discriminator_loss(self.models["disc"], x, xrec)
             trainer.optimize("disc", d_loss)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared.engine import Task, Trainer
+from shared.engine import Scalar, Task, Trainer
 from shared.gan_objective import GANObjective
 from stage2_prior.adatgan_prior import AdatPriorDiscriminator
 from stage2_prior.config import PriorConfig
@@ -72,7 +72,7 @@ class AdatPriorTask(Task):
         """Instance noise N(0, noise^2) on every grid D sees, real or generated."""
         return grid + self.cfg.adatgan.noise * torch.randn_like(grid)
 
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, Scalar]:
         g, d = self.models["generator"], self.models["discriminator"]
         codes, labels = batch["codes"], self.labels(batch)
         z = torch.randn(codes.shape[0], self.prior.net.spec.z_dim, device=codes.device)
@@ -87,7 +87,7 @@ class AdatPriorTask(Task):
         loss_g = self.objective.generator_loss(trainer.model("discriminator"), fake, labels)
         trainer.optimize("generator", loss_g)
         logs.setdefault("r1", 0.0)  # logged even with R1 off
-        return {**logs, "loss_g": loss_g.item()}
+        return {**logs, "loss_g": loss_g.detach()}
 
     def generate(self, trainer: Trainer, batch: dict, seed: int) -> torch.Tensor:
         net = trainer.model("generator", ema=True)

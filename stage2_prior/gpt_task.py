@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from shared.engine import Task, Trainer
+from shared.engine import Scalar, Task, Trainer
 from stage2_prior.config import PriorConfig
 from stage2_prior.gpt import GPTPrior, bits_per_dim
 from stage2_prior.prior import Prior
@@ -52,7 +52,7 @@ class GPTPriorTask(Task):
             ctx = torch.where(drop, net.null_context(ctx.shape[0]), ctx)
         return ctx
 
-    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, float]:
+    def training_step(self, batch: dict, step: int, trainer: Trainer) -> dict[str, Scalar]:
         net = trainer.model("gpt")
         x = batch["codes"]
         inputs = x
@@ -63,7 +63,7 @@ class GPTPriorTask(Task):
         logits, _ = self.models["gpt"](tokens)
         loss = F.cross_entropy(logits[:, first:].transpose(1, 2).float(), x.flatten(1))
         trainer.optimize("gpt", loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def sample(self, batch: dict, trainer: Trainer) -> torch.Tensor:
         """Decoded training codes above samples for the same conditions."""

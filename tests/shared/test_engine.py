@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from torch import nn
 
 from shared.config import TrainConfig
 from shared.engine import StepBatchSampler, Task, Trainer, TrainingDiverged
-from shared.run import RunError, latest_checkpoint, prepare_run_dir, read_metrics
+from shared.run import RunError, checkpoints, latest_checkpoint, prepare_run_dir, read_metrics
 
 
 class Points(torch.utils.data.Dataset):
@@ -29,9 +30,9 @@ class Points(torch.utils.data.Dataset):
 class Regression(Task):
     ema_model = "net"
 
-    def __init__(self, nan_at=None):
+    def __init__(self, nan_at=None, log_nan_at=None):
         self.models = {"net": nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.1), nn.Linear(8, 1))}
-        self.nan_at = nan_at
+        self.nan_at, self.log_nan_at = nan_at, log_nan_at
 
     def configure_optimizers(self):
         return {"net": torch.optim.Adam(self.models["net"].parameters(), lr=5e-2)}
@@ -40,8 +41,13 @@ class Regression(Task):
         loss = (self.models["net"](batch["x"]) - batch["y"]).pow(2).mean()
         if self.nan_at is not None and step + 1 >= self.nan_at:
             loss = loss * float("nan")
-        trainer.optimize("net", loss)
-        return {"loss": loss.item()}
+        norm = trainer.optimize("net", loss, grad_norm=True)
+        logs = {"loss": loss.detach(), "lr": 5e-2}  # a tensor and a number
+        if norm is not None:  # None inside an accumulation window
+            logs["grad_norm"] = norm
+        if self.log_nan_at is not None:  # a logged value that is non-finite at one step only
+            logs["aux"] = torch.tensor(float("nan") if step + 1 == self.log_nan_at else 0.0)
+        return logs
 
     def evaluate(self, loader, trainer):
         net = trainer.model("net", ema=True)
@@ -49,15 +55,12 @@ class Regression(Task):
         return {"mse": torch.stack(errs).mean().item()}
 
 
-def fit(run_dir, max_steps, resume=False, nan_at=None, make_task=None, **kw):
+def fit(run_dir, max_steps, resume=False, nan_at=None, log_nan_at=None, make_task=None, **kw):
     torch.manual_seed(0)
+    kw = dict(checkpoint_every=5, sample_every=1000, eval_every=5, log_every=1) | kw
     cfg = TrainConfig(
         batch_size=8,
         max_steps=max_steps,
-        checkpoint_every=5,
-        sample_every=1000,
-        eval_every=5,
-        log_every=1,
         num_workers=0,
         progress=False,
         ema_decay=0.9,
@@ -66,7 +69,7 @@ def fit(run_dir, max_steps, resume=False, nan_at=None, make_task=None, **kw):
     )
     if not resume:
         prepare_run_dir(run_dir)
-    task = make_task() if make_task else Regression(nan_at)  # built after seeding
+    task = make_task() if make_task else Regression(nan_at, log_nan_at)  # built after seeding
     trainer = Trainer(task, cfg, run_dir, Points(), Points(16), resume=resume)
     trainer.fit()
     return trainer
@@ -76,6 +79,7 @@ def test_training_reduces_the_loss_and_logs(tmp_path):
     fit(tmp_path / "run", 60)
     records = read_metrics(tmp_path / "run")
     losses = [r["loss"] for r in records if "loss" in r]
+    assert all(type(r["grad_norm"]) is float for r in records if "loss" in r)
     evals = [r["val/mse"] for r in records if "val/mse" in r]
     assert losses[-1] < 0.2 * losses[0] and evals[-1] < evals[0]
     assert latest_checkpoint(tmp_path / "run")[0] == 60
@@ -113,6 +117,42 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path / "nan")[0] == 5
     weights = load_file(tmp_path / "nan/checkpoints/step_000005/model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+@pytest.mark.parametrize("nan_at, log_nan_at, name", [(8, None, "loss"), (None, 6, "aux")])
+def test_nan_guard_between_sparse_checks_names_the_first_bad_step(
+    tmp_path, nan_at, log_nan_at, name
+):
+    """Checks only at steps 5, 7 and 10 (log_every=7, checkpoint_every=5): a value non-finite
+    at step 8 (and on), or at step 6 alone, is still reported with its step, and the
+    checkpoint of step 10 is never written."""
+    run = tmp_path / "nan"
+    message = f"loss '{name}' became non-finite at step {nan_at or log_nan_at};.*step_000005"
+    with pytest.raises(TrainingDiverged, match=message):
+        fit(run, 20, nan_at=nan_at, log_nan_at=log_nan_at, log_every=7, eval_every=0)
+    assert [s for s, _ in checkpoints(run)] == [5]
+    assert [r["step"] for r in read_metrics(run)] == ([7] if nan_at else [])
+
+
+def test_steps_between_logs_do_not_fetch_values_from_the_device(tmp_path, monkeypatch):
+    """The project's host syncs (Tensor.item/tolist/float/bool called outside torch, the NaN
+    guard's included) happen at the log steps only: 2 per log (guard, values), plus the
+    evaluation and the final values of ``fit`` at the end."""
+    calls = []
+    for method in ("item", "tolist", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *a, _original=original, _method=method, **k):
+            if "/torch/" not in sys._getframe(1).f_code.co_filename:  # not Adam's CPU step count
+                calls.append(_method)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    fit(tmp_path / "few", 30, log_every=10, checkpoint_every=0, eval_every=0)
+    assert len(calls) == 3 * 2 + 2
+    calls.clear()
+    fit(tmp_path / "every", 30, log_every=1, checkpoint_every=0, eval_every=0)
+    assert len(calls) == 30 * 2 + 2
 
 
 def test_run_folder_is_never_overwritten_silently(tmp_path):

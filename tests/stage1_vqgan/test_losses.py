@@ -48,6 +48,6 @@ def test_generator_loss_adds_adaptive_gan_term_only_when_logits_given():
     fake = (xrec * 2).sum().reshape(1, 1)
     after, logs = loss.generator(x, xrec, torch.tensor(0.1), fake, last)
     assert logs["d_weight"] > 0
-    expected = before.item() + logs["d_weight"] * -fake.item()
+    expected = before.item() + float(logs["d_weight"]) * -fake.item()
     assert after.item() == pytest.approx(expected, rel=1e-5)
     assert not loss.disc_active(9999) and loss.disc_active(10000)
