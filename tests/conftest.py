@@ -115,6 +115,7 @@ SLOW_MODULES = {
     "test_reproducible.py",
     "test_demo.py",
     "test_readme_walk.py",
+    "test_gpu_check.py",  # six tiny trainings, decoding and two clip runs
 }
 
 
