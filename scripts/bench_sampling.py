@@ -1,173 +1,230 @@
-"""Sampling benchmark for the priors, each figure a ratio against a baseline run here.
+"""Sampling benchmark for the priors, each figure a ratio against baselines run here.
 
-1. tokens/s of one window sampled with the key/value cache vs. recomputing every token's
-   prefix (the baseline), for 16x16 and 32x32 token grids (the window is the grid);
-2. a 32x32 grid through a 16x16 sliding window: taming's reference rule (one forward of the
-   window's prefix per token, the baseline) vs. the fast variant that reuses cached keys/values
-   while the window stays put;
-3. images/s of a 16x16 grid from the AdatGAN prior (``adatgan-prior-16x16`` widths, one forward
-   pass, then one draw per cell) vs. the GPT prior sampling it token by token with the key/value
-   cache (the baseline); decoding is left out of both;
-each with the peak memory of the sampling call (CUDA allocations, or the resident set size on
-CPU; every measurement runs in a fresh subprocess so one variant's heap does not hide the next
-one's) and a check that the two variants give the same tokens for the same seed. Times are
-single runs (one call samples hundreds of tokens).
+1. ``decode``: one 16x16 window of tokens (batch 4 and 64 at 4 layers x 256, batch 4 at the
+   ``gpt-taming`` size, 24 x 1024 over 16384 codes): taming-transformers' own
+   ``sample_with_past`` on its own minGPT (read from a local taming checkout, ``--taming DIR``;
+   our :class:`GPTPrior` holds the same weights, converted), our recomputing reference (one
+   forward of each token's prefix), and our fast path (a static key/value cache);
+2. ``window``: 32x64, 64x64 and 36x64 token grids through a 16x16 sliding window: the reference
+   rule, the previous release's fast path (keys/values reused while the window stays put,
+   recomputed when it moves; kept here as the baseline) and the wavefront (all prefixes of a
+   wave in one forward);
+3. ``adatgan``: images/s of a 16x16 grid from the AdatGAN prior (``adatgan-prior-16x16``
+   widths, one forward) vs. the GPT prior's fast path (decoding left out of both).
 
-    python scripts/bench_sampling.py [--device cpu|cuda] [--quick]
+Each measurement runs in a fresh subprocess (its peak memory: CUDA allocations, or the resident
+set size on CPU) with top-k 100 and one seed; "same tokens" compares every variant with our
+reference (taming's multinomial draws differ by construction: its tokens are compared with ours
+greedily, temperature 0, on the same window). Times are single runs.
+
+    python scripts/bench_sampling.py [--device cpu|cuda] [--taming DIR] [--quick]
+        [--cases decode,window,adatgan]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from stage1_vqgan.benchmark import PeakMemory
 from stage2_prior.adatgan_prior import AdatPriorGenerator
 from stage2_prior.gpt import GPTPrior
+from stage2_prior.sampling import draw, window_origin
+from stage2_prior.taming import mingpt_to_gpt2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TOP_K = 100
+SIZES = {"4x256": (4, 8, 256, 1024), "gpt-taming": (24, 16, 1024, 16384)}  # layers, heads, C, V
+DECODE = [("4x256", 4), ("4x256", 64), ("gpt-taming", 4)]
+WINDOWS = [(32, 64), (64, 64), (36, 64)]
 
 
-def build(window: tuple[int, int], args, device) -> GPTPrior:
+def taming_mingpt(folder: Path):
+    """taming's ``mingpt`` module from a local checkout (its old ``transformers`` import of
+    ``top_k_top_p_filtering`` is given a top-k stand-in when the installed version lacks it)."""
+    import transformers
+
+    path = folder / "taming" / "modules" / "transformer" / "mingpt.py"
+    if not path.is_file():
+        raise SystemExit(f"--taming: {path} not found (give a taming-transformers checkout)")
+    if not hasattr(transformers, "top_k_top_p_filtering"):
+
+        def top_k_only(logits, top_k=0, top_p=1.0, filter_value=-float("inf")):
+            kth = torch.topk(logits, top_k)[0][..., -1, None]
+            return logits.masked_fill(logits < kth, filter_value)
+
+        transformers.top_k_top_p_filtering = top_k_only
+    spec = importlib.util.spec_from_file_location("taming_mingpt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def networks(size: str, window, device, taming: Path | None):
+    """Our GPT prior (unconditional, start token 0 sharing ids with the codes, as in taming) and
+    taming's minGPT with the same weights (None without ``taming``)."""
+    layers, heads, width, vocab = SIZES[size]
     torch.manual_seed(0)
-    net = GPTPrior(
-        n_codes=1024,
-        window=list(window),
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-    )
-    return net.to(device).eval()
+    kw = dict(n_codes=vocab, window=list(window), n_layer=layers, n_head=heads, n_embd=width)
+    ours = GPTPrior(**kw, cond_offset=0, vocab_size=vocab)
+    theirs = None
+    if taming is not None:
+        block = ours.spec.block_size
+        theirs = taming_mingpt(taming).GPT(vocab, block, n_layer=layers, n_head=heads, n_embd=width)
+        ours.load_state_dict(mingpt_to_gpt2(theirs.state_dict()))
+        theirs = theirs.to(device).eval()
+    return ours.to(device).eval(), theirs
 
 
-CASES = {  # name: (window, grid, baseline label, fast label)
-    "16x16 grid, 16x16 window": ((16, 16), (16, 16), "no cache", "KV cache"),
-    "32x32 grid, 32x32 window": ((32, 32), (32, 32), "no cache", "KV cache"),
-    "32x32 grid, sliding 16x16 window": ((16, 16), (32, 32), "reference", "fast"),
-}
+def previous_fast_path(net: GPTPrior, batch: int, grid, generator) -> torch.Tensor:
+    """The previous release's sliding window: transformers' dynamic key/value cache reused while
+    the window stays put (one token per forward), the prefix recomputed when it moves; the
+    uniforms are drawn as :meth:`GPTPrior.sample` draws them, so the tokens are comparable."""
+    (H, W), (wh, ww) = grid, net.window
+    ctx = net.context(None, batch, grid)
+    u = torch.rand(H, W, batch, generator=generator, device=ctx.device)
+    canvas = torch.zeros(batch, H, W, dtype=torch.long, device=ctx.device)
+    past, last = None, None
+    for i in range(H):
+        i0 = window_origin(i, H, wh)
+        for j in range(W):
+            j0 = window_origin(j, W, ww)
+            pos = (i - i0) * ww + (j - j0)
+            win = canvas[:, i0 : i0 + wh, j0 : j0 + ww].reshape(batch, -1)
+            if last == (i0, j0, pos - 1):
+                logits, past = net(win[:, pos - 1 : pos], past=past, use_cache=True)
+            else:
+                logits, past = net(torch.cat([ctx, win[:, :pos]], 1), use_cache=True)
+            canvas[:, i, j] = draw(logits[:, -1], top_k=TOP_K, uniform=u[i, j])
+            last = (i0, j0, pos)
+    return canvas
 
 
-def build_adatgan(window: tuple[int, int], device) -> AdatPriorGenerator:
-    torch.manual_seed(0)
-    net = AdatPriorGenerator(
-        n_codes=1024, window=list(window), dims=[1024, 256, 128], embed_dim=256
-    )
-    return net.to(device).eval()
-
-
-GAN_CASE = "16x16 grid: AdatGAN prior vs GPT prior"
-
-
-def measure(case: str, cached: bool, args) -> dict:
-    """Sample one case in this process: seconds, tokens/s, peak MiB and the tokens; the GAN
-    case runs the AdatGAN prior (``cached`` False) or the KV-cached GPT prior."""
-    window, grid = ((16, 16), (16, 16)) if case == GAN_CASE else CASES[case][:2]
+def measure(job: dict, args) -> dict:
+    """One variant of one case, in this process: seconds, peak MiB and the tokens."""
     device = args.device
-    gan = case == GAN_CASE and not cached
-    net = build_adatgan(window, device) if gan else build(window, args, device)
+    taming = Path(args.taming) if args.taming and job["variant"] == "taming" else None
+    case = job["case"]
+    if case == "adatgan" and job["variant"] == "adatgan":
+        torch.manual_seed(0)
+        dims = [1024, 256, 128]
+        net = AdatPriorGenerator(n_codes=1024, window=[16, 16], dims=dims, embed_dim=256)
+        net = net.to(device).eval()
+    else:
+        window = (16, 16)
+        net, theirs = networks(job.get("size", "4x256"), window, device, taming)
+    batch, grid = job["batch"], tuple(job["grid"])
     g = torch.Generator(device=device).manual_seed(0)
-    with PeakMemory(torch.device(device)) as mem:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+
+    def run():
+        variant = job["variant"]
+        if variant == "taming":
+            torch.manual_seed(0)
+            start = torch.zeros(batch, 1, dtype=torch.long, device=device)
+            steps = grid[0] * grid[1]
+            return taming_mingpt(taming).sample_with_past(start, theirs, steps, top_k=TOP_K)
+        if variant == "previous":
+            return previous_fast_path(net, batch, grid, g)
+        if variant == "adatgan":
+            return net.sample(batch, grid, generator=g, top_k=TOP_K)
+        return net.sample(batch, grid, generator=g, cached=variant == "fast", top_k=TOP_K)
+
+    with torch.no_grad(), PeakMemory(torch.device(device)) as mem:
+        if job["variant"] == "adatgan":
+            run()  # one forward is short: time a second call, after a warm-up
+        sync(device)
         start = time.perf_counter()
-        tokens = net.sample(args.batch, grid, generator=g, cached=cached, top_k=args.top_k)
-        if gan:  # one forward is short: time a second call, after the warm-up above
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            tokens = net.sample(args.batch, grid, generator=g, top_k=args.top_k)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        tokens = run()
+        sync(device)
         seconds = time.perf_counter() - start
-    n = args.batch * grid[0] * grid[1]
-    return {
-        "seconds": seconds,
-        "tokens_per_s": n / seconds,
-        "images_per_s": args.batch / seconds,
-        "peak_mib": mem.peak_mib,
-        "tokens": tokens.flatten().tolist(),
-        "params": net.param_count(),
-    }
+    out = {"seconds": seconds, "peak_mib": mem.peak_mib, "tokens": tokens.flatten().tolist()}
+    if taming is not None:  # greedy agreement with taming on a short prefix
+        start = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        mod = taming_mingpt(taming)
+        greedy = mod.sample_with_past(start, theirs, grid[0] * grid[1], sample_logits=False)
+        ours = net.sample(batch, grid, temperature=0)
+        out["greedy_equal"] = torch.equal(greedy.flatten(1), ours.flatten(1))
+    return out
 
 
-def in_subprocess(case: str, cached: bool, args) -> dict:
-    cmd = [sys.executable, __file__, "--measure", case, "--device", args.device]
-    cmd += ["--batch", str(args.batch), "--n-layer", str(args.n_layer)]
-    cmd += ["--n-head", str(args.n_head), "--n-embd", str(args.n_embd), "--top-k", str(args.top_k)]
-    cmd += ["--cached"] if cached else []
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
-def compare(case: str, args) -> dict:
-    *_, base_label, fast_label = CASES[case]
-    base = in_subprocess(case, False, args)
-    fast = in_subprocess(case, True, args)
-    row = {
-        "case": case,
-        f"{base_label} tokens/s": round(base["tokens_per_s"], 1),
-        f"{fast_label} tokens/s": round(fast["tokens_per_s"], 1),
-        "speed-up": round(base["seconds"] / fast["seconds"], 2),
-        f"{base_label} peak MiB": _mib(base["peak_mib"]),
-        f"{fast_label} peak MiB": _mib(fast["peak_mib"]),
-        "same tokens": base["tokens"] == fast["tokens"],
-    }
-    print(json.dumps(row), flush=True)
-    return row
+def in_subprocess(job: dict, args) -> dict:
+    cmd = [sys.executable, __file__, "--measure", json.dumps(job), "--device", args.device]
+    cmd += ["--taming", args.taming] if args.taming else []
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{job}: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare_gan(args) -> dict:
-    gpt = in_subprocess(GAN_CASE, True, args)
-    gan = in_subprocess(GAN_CASE, False, args)
-    row = {
-        "case": GAN_CASE,
-        "GPT (KV cache) images/s": round(gpt["images_per_s"], 2),
-        "AdatGAN images/s": round(gan["images_per_s"], 2),
-        "speed-up": round(gpt["seconds"] / gan["seconds"], 1),
-        "GPT params M": round(gpt["params"] / 1e6, 1),
-        "AdatGAN params M": round(gan["params"] / 1e6, 1),
-        "GPT peak MiB": _mib(gpt["peak_mib"]),
-        "AdatGAN peak MiB": _mib(gan["peak_mib"]),
-    }
-    print(json.dumps(row), flush=True)
-    return row
-
-
-def _mib(v):
-    return None if v is None else round(v, 1)
+def row(title: str, results: dict, baselines: list[str], fast: str, per: str, n: int) -> dict:
+    """A JSON row: rate of each variant, the fast one's speed-up over each baseline, peak MiB and
+    whether its tokens equal the reference's."""
+    out = {"case": title}
+    for name, r in results.items():
+        out[f"{name} {per}/s"] = round(n / r["seconds"], 2)
+    for name in baselines:
+        if name in results:
+            out[f"x {name}"] = round(results[name]["seconds"] / results[fast]["seconds"], 2)
+    for name, r in results.items():
+        out[f"{name} peak MiB"] = None if r["peak_mib"] is None else round(r["peak_mib"], 1)
+    if "reference" in results:
+        out["same tokens"] = results["reference"]["tokens"] == results[fast]["tokens"]
+    if "greedy_equal" in results.get("taming", {}):
+        out["greedy tokens = taming's"] = results["taming"]["greedy_equal"]
+    print(json.dumps(out), flush=True)
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=8)
-    p.add_argument("--n-embd", type=int, default=256)
-    p.add_argument("--top-k", type=int, default=100)
-    p.add_argument("--quick", action="store_true", help="only the 16x16 case")
-    p.add_argument("--measure", choices=[*CASES, GAN_CASE], help=argparse.SUPPRESS)
-    p.add_argument("--cached", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--taming", help="a taming-transformers checkout (for its sample_with_past)")
+    p.add_argument("--cases", default="decode,window,adatgan")
+    p.add_argument("--quick", action="store_true", help="batch 4 at 4x256 and a 32x64 window only")
+    p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.cached, args)))
+        print(json.dumps(measure(json.loads(args.measure), args)))
         return
-    params = build((16, 16), args, "cpu").param_count()
     print(
-        f"# GPT {args.n_layer} layers x {args.n_embd} ({params / 1e6:.1f}M parameters), "
-        f"batch {args.batch}, top-k {args.top_k}, {args.device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        f"# {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"top-k {TOP_K}; taming: {args.taming or 'not given'}",
         flush=True,
     )
-    for case in list(CASES)[:1] if args.quick else CASES:
-        compare(case, args)
-    compare_gan(args)
+    cases = args.cases.split(",")
+    if "decode" in cases:
+        for size, batch in DECODE[:1] if args.quick else DECODE:
+            job = {"case": "decode", "size": size, "batch": batch, "grid": [16, 16]}
+            variants = ["taming"] if args.taming else []
+            variants += ["reference"] if (size, batch) == DECODE[0] else []
+            results = {v: in_subprocess({**job, "variant": v}, args) for v in [*variants, "fast"]}
+            title = f"16x16 window, {size}, batch {batch}"
+            row(title, results, ["taming", "reference"], "fast", "tokens", batch * 256)
+    if "window" in cases:
+        for grid in WINDOWS[:1] if args.quick else WINDOWS:
+            job = {"case": "window", "batch": 4, "grid": list(grid)}
+            names = ["reference", "previous", "fast"]
+            results = {v: in_subprocess({**job, "variant": v}, args) for v in names}
+            title = f"{grid[0]}x{grid[1]} grid, sliding 16x16 window, 4x256, batch 4"
+            row(title, results, ["reference", "previous"], "fast", "tokens", 4 * grid[0] * grid[1])
+    if "adatgan" in cases:
+        job = {"case": "adatgan", "batch": 4, "grid": [16, 16]}
+        results = {v: in_subprocess({**job, "variant": v}, args) for v in ("fast", "adatgan")}
+        title = "16x16 grid: AdatGAN prior vs GPT prior (4x256, fast path), batch 4"
+        row(title, results, ["fast"], "adatgan", "images", 4)
 
 
 if __name__ == "__main__":

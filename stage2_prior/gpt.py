@@ -291,13 +291,17 @@ class GPTPrior(Pretrained):
             batch, grid, condition, cfg_scale, temperature=temperature, top_k=top_k, top_p=top_p
         )
         guided = cfg_scale != 1.0
+        device = ctx.device
+        uniforms = torch.rand(*grid, batch, generator=generator, device=device)
 
-        def pick(last: torch.Tensor) -> torch.Tensor:
+        def pick(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
             if guided:
-                cond, uncond = last.float().chunk(2)
-                last = uncond + cfg_scale * (cond - uncond)
-            token = draw(last, temperature, top_k, top_p, generator)
-            return token.repeat(2) if guided else token
+                cond, uncond = logits.float().chunk(2, dim=1)
+                logits = uncond + cfg_scale * (cond - uncond)
+            k = logits.shape[0]
+            tokens = draw(logits.flatten(0, 1), temperature, top_k, top_p, uniform=u.flatten())
+            tokens = tokens.view(k, -1)
+            return tokens.repeat(1, 2) if guided else tokens
 
         canvas = sample_windowed(
             self,
@@ -306,6 +310,7 @@ class GPTPrior(Pretrained):
             grid,
             self.window,
             pick,
+            uniforms,
             cached=cached,
             progress=progress,
         )

@@ -1,5 +1,5 @@
 """Turning next-token logits into tokens, and the windowed sampling loop (taming's sliding
-window, with or without a key/value cache)."""
+window): the recomputing reference, and the exact fast path (static key/value cache, wavefront)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-Logits = Callable[..., tuple[torch.Tensor, object]]
+from stage2_prior.decoding import StaticCache, last_logits
 
 
 def filter_logits(
@@ -54,17 +54,19 @@ def draw(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One token per row of ``logits`` (B,V) -> (B,). Inverse-CDF sampling from one uniform
-    number per row, so the random stream does not depend on how the logits were computed;
-    ``temperature`` 0 is greedy (argmax)."""
+    number per row (``uniform`` (B,) in [0, 1), else drawn from ``generator``), so the tokens do
+    not depend on how the logits were computed; ``temperature`` 0 is greedy (argmax)."""
     check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(-1)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
     cdf = probs.cumsum(-1)
-    u = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device)
-    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    if uniform is None:
+        uniform = torch.rand(logits.shape[0], generator=generator, device=logits.device)
+    index = torch.searchsorted(cdf, uniform.view(-1, 1).to(cdf) * cdf[:, -1:], right=True)
     return index.squeeze(1).clamp_(max=logits.shape[-1] - 1)
 
 
@@ -75,41 +77,91 @@ def window_origin(i: int, size: int, window: int) -> int:
     return min(max(i - window // 2, 0), size - window)
 
 
+def wavefront(grid: tuple[int, int], window: tuple[int, int]) -> list[list[tuple[int, int]]]:
+    """The positions of a (H,W) canvas in waves: each position comes after every token its
+    window shows before it (the rows above inside its window up to the window's last column, and
+    its own row to its left), and as early as that allows, so that one wave is one batched
+    forward. A grid equal to the window gives one position per wave (raster order)."""
+    (H, W), (wh, ww) = grid, window
+    time = [[0] * W for _ in range(H)]
+    waves: list[list[tuple[int, int]]] = []
+    for i in range(H):
+        above = window_origin(i, H, wh) < i
+        for j in range(W):
+            t = time[i][j - 1] + 1 if j else 0
+            if above:
+                t = max(t, time[i - 1][window_origin(j, W, ww) + ww - 1] + 1)
+            time[i][j] = t
+            waves.extend([] for _ in range(t + 1 - len(waves)))
+            waves[t].append((i, j))
+    return waves
+
+
+Pick = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def sample_windowed(
-    forward: Logits,
+    net: torch.nn.Module,
     context: Callable[[int, int], torch.Tensor],
     rows: int,
     grid: tuple[int, int],
     window: tuple[int, int],
-    pick: Callable[[torch.Tensor], torch.Tensor],
+    pick: Pick,
+    uniforms: torch.Tensor,
     cached: bool = True,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Sample a (rows, H, W) token canvas in raster order.
+    """Sample a (rows, H, W) token canvas: token (i, j) is drawn from the GPT prior ``net``'s
+    logits after the condition tokens ``context(i0, j0)`` (rows,P) of its window (top-left token
+    (i0, j0), from :func:`window_origin`) and the window's tokens before it in raster order.
 
-    ``forward(tokens, past=None, use_cache=False) -> (logits (rows,T,V), past)`` is the network;
-    ``context(i0, j0)`` gives the condition tokens (rows,P) for the window whose top-left token
-    is (i0, j0); ``pick(last_logits (rows,V)) -> tokens (rows,)`` draws the next token (and may
-    combine guided rows). Each token is predicted from the context followed by the window's
-    tokens before it. With ``cached``, the keys/values of the window are reused while the window
-    stays put (one new token per forward); the tokens are the same as without."""
+    ``pick(logits (K,rows,V), u (K,B)) -> tokens (K,rows)`` draws the tokens of K positions (and
+    may combine guided rows); ``uniforms`` (H,W,B) are each position's random numbers, fixed up
+    front, so the tokens do not depend on the order positions are decoded in. The reference
+    (``cached`` False) runs one forward of each token's prefix in raster order; the fast path
+    decodes a lone window with a static key/value cache, and a larger canvas in waves
+    (:func:`wavefront`), all prefixes of a wave in one forward. Both give the same tokens."""
     (H, W), (wh, ww) = grid, window
-    canvas = torch.zeros(rows, H, W, dtype=torch.long, device=context(0, 0).device)
-    past, last_origin, last_pos = None, None, -2
+    canvas = torch.zeros(rows, H, W, dtype=torch.long, device=uniforms.device)
     bar = tqdm(total=H * W, desc="sample", disable=not progress, dynamic_ncols=True)
-    for i in range(H):
-        i0 = window_origin(i, H, wh)
-        for j in range(W):
-            j0 = window_origin(j, W, ww)
-            pos = (i - i0) * ww + (j - j0)
-            win = canvas[:, i0 : i0 + wh, j0 : j0 + ww].reshape(rows, -1)
-            if cached and (i0, j0) == last_origin and pos == last_pos + 1:
-                logits, past = forward(win[:, pos - 1 : pos], past=past, use_cache=True)
-            else:
-                seq = torch.cat([context(i0, j0), win[:, :pos]], dim=1)
-                logits, past = forward(seq, use_cache=cached)
-            canvas[:, i, j] = pick(logits[:, -1])
-            last_origin, last_pos = (i0, j0), pos
-            bar.update(1)
+
+    def prefix(i: int, j: int) -> torch.Tensor:
+        i0, j0 = window_origin(i, H, wh), window_origin(j, W, ww)
+        pos = (i - i0) * ww + (j - j0)
+        win = canvas[:, i0 : i0 + wh, j0 : j0 + ww].reshape(rows, -1)
+        return torch.cat([context(i0, j0), win[:, :pos]], dim=1)
+
+    def put(positions: list[tuple[int, int]], logits: torch.Tensor) -> None:
+        ii, jj = (torch.tensor(v, device=canvas.device) for v in zip(*positions, strict=True))
+        tokens = pick(logits.view(len(positions), rows, -1), uniforms[ii, jj])
+        canvas[:, ii, jj] = tokens.t()
+        bar.update(len(positions))
+
+    if not cached:
+        for i in range(H):
+            for j in range(W):
+                put([(i, j)], net(prefix(i, j))[0][:, -1])
+    elif grid == window:
+        _decode_window(net, context(0, 0), canvas, put)
+    else:
+        for wave in wavefront(grid, window):
+            seqs = [prefix(i, j) for i, j in wave]
+            lengths = torch.tensor([s.shape[1] for s in seqs], device=canvas.device)
+            tokens = canvas.new_zeros(len(seqs), rows, int(lengths.max()))
+            for k, seq in enumerate(seqs):
+                tokens[k, :, : seq.shape[1]] = seq
+            put(wave, last_logits(net, tokens.flatten(0, 1), lengths.repeat_interleave(rows)))
     bar.close()
     return canvas
+
+
+def _decode_window(net, ctx: torch.Tensor, canvas: torch.Tensor, put) -> None:
+    """Fill a canvas of exactly one window, one token per step through a :class:`StaticCache`."""
+    rows, H, W = canvas.shape
+    cache = StaticCache(net, rows, ctx.shape[1] + H * W - 1)
+    logits = cache.prefill(ctx)
+    for n in range(H * W):
+        i, j = divmod(n, W)
+        if n:
+            logits = cache.step(canvas[:, (n - 1) // W, (n - 1) % W], ctx.shape[1] + n - 1)
+        put([(i, j)], logits)
