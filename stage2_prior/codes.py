@@ -213,6 +213,7 @@ def extract_codes(
 ) -> tuple[CodeSet, Path]:
     """Encode ``split`` of ``data`` (centre crops at ``data.resolution``, plus mirrored copies
     when ``data.flip``) into a cached :class:`CodeSet`; returns it and its cache folder.
+    ``max_images``: only the split's first N images (None: all).
 
     ``encode_maps(masks (B,H,W) long) -> codes (B,h,w)`` encodes the condition maps (needs a
     dataset with masks); ``cond_tokenizer`` enters the cache key and bounds the condition codes.
@@ -227,7 +228,7 @@ def extract_codes(
         raise DataError(
             f"{data.source} has no segmentation masks to condition on (set data.masks=FOLDER)"
         )
-    n = len(dataset) if max_images is None or split != "train" else min(max_images, len(dataset))
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
     identity = identity or tokenizer_identity(tokenizer, cond_tokenizer)
     flip = bool(data.flip) and split == "train"
     key = {

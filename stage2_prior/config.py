@@ -63,6 +63,7 @@ class ConditionConfig:
 class CodesConfig:
     cache_dir: str | None = None  # None: $TWOSTAGE_CACHE/codes or ~/.cache/twostage/codes
     max_images: int | None = None  # use the first N training images (None = all)
+    max_val_images: int | None = None  # the first N validation images (None = all)
     batch_size: int = positive(64)  # images per encoder batch during extraction
 
 

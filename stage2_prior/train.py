@@ -140,7 +140,7 @@ def train(
             split,
             encode_maps=encode_maps,
             cond_tokenizer=cond_tok,
-            max_images=cfg.codes.max_images,
+            max_images=cfg.codes.max_images if split == "train" else cfg.codes.max_val_images,
             batch_size=cfg.codes.batch_size,
             cache_dir=cfg.codes.cache_dir,
             device=device,

@@ -1,14 +1,15 @@
-"""``twostage demo``: the shipped Fashion-MNIST models, then the whole pipeline on
-``builtin:shapes`` from nothing to ``index.html``.
+"""``twostage demo``: the shipped Fashion-MNIST models, then the whole pipeline from nothing to
+``index.html`` on real data.
 
 First samples a grid per class from the shipped priors ``fmnist-gpt`` and ``fmnist-adatgan``
 (seconds, no training; the report shows their measured FID and class agreement). Then trains
-the tokenizer, a tokenizer of segmentation maps, a class-conditional GPT prior, a
-segmentation-conditional GPT prior and an AdatGAN prior on ``builtin:shapes``; samples a grid
-per class from both class-conditional priors; paints a wide image (4x the training area) from a
-generated segmentation map by sliding-window sampling; runs CLIP guidance when CLIP weights are
-on disk; benchmarks the tokenizer; and writes ``index.html`` with every picture and the command
-that made it. ``--tiny``: the same in about a minute; default: about 14 minutes on 2 CPU cores;
+the tokenizer, a class-conditional GPT prior and an AdatGAN prior on ``builtin:fashion-mnist``
+(``builtin:shapes`` when Fashion-MNIST is not installed) and samples a grid per class from both
+priors; trains a second tokenizer and an unconditional GPT prior on random crops of a real
+texture photograph (scikit-image's brick wall) and paints a wide image (4x2 training windows)
+of it by sliding-window sampling; runs CLIP guidance when CLIP weights are on disk; benchmarks
+the tokenizer; and writes ``index.html`` with every picture beside its figures and the command
+that made it. ``--tiny``: the same in about a minute; default: about 15 minutes on 2 CPU cores;
 ``--scale base --device cuda``: 64 px and many more steps, for a GPU."""
 
 from __future__ import annotations
@@ -26,16 +27,24 @@ import torch
 from PIL import Image
 
 from shared.cli import add_device, add_output, run_main
-from shared.data import ShapesDataset, render_shapes
-from shared.images import from_uint8, save_grid, save_png
+from shared.data import load_photo
+from shared.images import from_uint8, save_grid
 from shared.options import ArgumentParser
 from shared.release import release_quality
 from shared.run import RunError, claim, read_metrics, replaces
 from shared.weights import WeightsUnavailable, resolve
-from stage1_vqgan import colorize_mask
 from stage2_prior.clip.model import DEFAULT as CLIP_MODEL
 from twostage.cli import main as twostage
-from twostage.demo_pipeline import CLIP_PROMPT, RELEASE_PRIORS, SCALES, WIDE_TILES, Step, plan
+from twostage.demo_pipeline import (
+    DATA,
+    RELEASE_PRIORS,
+    SCALES,
+    TEXTURE_PHOTO,
+    TEXTURE_ZOOM,
+    Step,
+    demo_data,
+    plan,
+)
 from twostage.demo_report import write_index
 
 MARKER = "demo.json"  # what makes a folder a demo folder (the plan, the timings, the figures)
@@ -60,9 +69,18 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     out = prepare_demo_dir(Path(args.output), args.overwrite).resolve()
     scale = SCALES[args.scale]
-    names = ShapesDataset.class_names
-    steps = plan(scale, out, args.device, len(names))
-    record = {"scale": args.scale, "classes": names, "steps": {}, "figures": {}}
+    data, why = demo_data()
+    print(f"training data: {data} ({why})", flush=True)
+    steps = plan(scale, out, args.device, data)
+    record = {
+        "scale": args.scale,
+        "data": data,
+        "data_note": why,
+        "classes": list(DATA[data][1]),
+        "texture": TEXTURE_PHOTO,
+        "steps": {},
+        "figures": {},
+    }
     total = len(steps)
     started = time.perf_counter()
     for i, (key, step) in enumerate(steps.items(), 1):
@@ -117,15 +135,38 @@ def run_steps(key: str, step: Step | list[Step], out: Path, scale, record: dict)
     return commands
 
 
+def texture_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
+    """Write the crops of the texture photograph (and pictures of the photo and the crops) that
+    the texture tokenizer and prior train on, then train the tokenizer."""
+    side = scale.resolution * TEXTURE_ZOOM
+    crops = write_crops(load_photo(TEXTURE_PHOTO), out / "texture" / "crops", scale, side)
+    save_grid(crops[:16], out / "texture_crops.png", nrow=8)
+    photo = Image.fromarray(load_photo(TEXTURE_PHOTO))
+    shrunk = [round(n / TEXTURE_ZOOM) for n in photo.size]  # the scale of the crops
+    photo.resize(shrunk, Image.Resampling.LANCZOS).save(out / "texture_photo.png")
+    note = (
+        f"# the demo wrote {len(crops)} random {side} px crops of the photo '{TEXTURE_PHOTO}', "
+        f'shrunk to {scale.resolution} px, into "$DEMO/texture/crops"'
+    )
+    return [note, *run_steps(key, step, out, scale, record)]
+
+
+def write_crops(photo: np.ndarray, folder: Path, scale, side: int) -> torch.Tensor:
+    """``scale.texture_crops`` random ``side`` px squares of ``photo`` (uint8 (H,W,3)), shrunk
+    to ``scale.resolution`` px, as PNGs in ``folder``; returns them as (N,3,R,R) in [-1,1]."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, (h, w) = np.random.default_rng(0), photo.shape[:2]
+    crops = []
+    for i in range(scale.texture_crops):
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = Image.fromarray(photo[y : y + side, x : x + side])
+        crop = crop.resize((scale.resolution,) * 2, Image.Resampling.LANCZOS)
+        crop.save(folder / f"crop_{i:05d}.png")
+        crops.append(from_uint8(np.asarray(crop)))  # (3,R,R): the photo's gray in RGB
+    return torch.stack(crops)
+
+
 def wide_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
-    """Generate the segmentation map (builtin:shapes layouts side by side), then sample."""
-    rng = np.random.default_rng(0)
-    tiles = [render_shapes(rng, scale.resolution)[1] for _ in range(WIDE_TILES)]
-    ids = np.concatenate(tiles, axis=1)
-    (out / "wide").mkdir(parents=True, exist_ok=True)
-    Image.fromarray(ids).save(out / "wide" / "map.png")  # class ids: what --condition reads
-    colour = colorize_mask(torch.from_numpy(ids)[None])[0]
-    save_png(colour, out / "wide_map.png")
     commands = [run(step, out)]
     shutil.copy(out / "wide" / "sample" / "sample_0000.png", out / "wide.png")
     return commands
@@ -141,20 +182,26 @@ def benchmark_step(key: str, step: Step, out: Path, scale, record: dict) -> list
 
 def clip_step(key: str, step: Step, out: Path, scale, record: dict) -> list[str]:
     """Only with CLIP weights on disk; otherwise the report says how to get them."""
+    prompt = DATA[record["data"]][2]
     try:
         resolve(f"clip:{CLIP_MODEL}")
     except WeightsUnavailable as e:
         message = f"skipped: {e}"
         print(message, flush=True)
-        record["figures"]["clip"] = {"skipped": message, "prompt": CLIP_PROMPT}
+        record["figures"]["clip"] = {"skipped": message, "prompt": prompt}
         return [step.command(out)]
     commands = [run(step, out)]
     shutil.copy(out / "clip" / "final.png", out / "clip.png")
-    record["figures"]["clip"] = {"prompt": CLIP_PROMPT}
+    record["figures"]["clip"] = {"prompt": prompt}
     return commands
 
 
-STAGES = {"wide": wide_step, "benchmark": benchmark_step, "clip": clip_step}
+STAGES = {
+    "texture_tokenizer": texture_step,
+    "wide": wide_step,
+    "benchmark": benchmark_step,
+    "clip": clip_step,
+}
 
 
 def _last_eval(run_dir: Path) -> dict:

@@ -15,17 +15,18 @@ pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:12px;white-space:p
 img{image-rendering:pixelated;max-width:100%;margin:.3em .6em .3em 0;border:1px solid #ccc}
 figure{display:inline-block;margin:0 1em 0 0;vertical-align:top}figcaption{font-size:12px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}
-.note{color:#a33}"""
+.note{color:#a33}.row{display:flex;flex-wrap:wrap;align-items:flex-start;gap:.5em}"""
 
 
 def _pictures(out: Path, key: str, record: dict) -> list[tuple[str, str, int]]:
     """(relative path, caption, display width) of the pictures of one stage that exist."""
     runs = {  # run folder, what its last sample grid shows
         "tokenizer": ("tokenizer", "images (top half) above their reconstructions"),
-        "seg_tokenizer": ("seg-tokenizer", "masks (top half) above their reconstructions"),
         "class_prior": ("prior-class", "decoded training codes above samples of their classes"),
-        "seg_prior": ("prior-seg", "decoded training codes above samples of their maps"),
         "adatgan_prior": ("prior-adatgan", "decoded training codes above samples of their classes"),
+        "texture_tokenizer": ("texture-tokenizer", "crops (top half) above their reconstructions"),
+        "texture_prior": ("prior-texture", "decoded training codes above unconditional samples"),
+        "benchmark": ("tokenizer", "what is measured: images (top half), reconstructions"),
     }
     found = []
     if key in runs:
@@ -34,6 +35,7 @@ def _pictures(out: Path, key: str, record: dict) -> list[tuple[str, str, int]]:
             found.append((grids[-1], runs[key][1], 384))
     names = ", ".join(f"{i} {n}" for i, n in enumerate(record["classes"]))
     garments = ", ".join(f"{i} {n}" for i, n in enumerate(FASHION_MNIST_CLASSES))
+    photo = f"the photograph '{record.get('texture', '')}' at the crops' scale"
     by_key = {
         "fmnist_gpt_samples": [("fmnist_gpt_samples.png", f"a row per class ({garments})", 320)],
         "fmnist_adatgan_samples": [
@@ -41,7 +43,11 @@ def _pictures(out: Path, key: str, record: dict) -> list[tuple[str, str, int]]:
         ],
         "class_samples": [("class_samples.png", f"a row per class ({names})", 384)],
         "adatgan_samples": [("adatgan_samples.png", f"a row per class ({names})", 384)],
-        "wide": [("wide_map.png", "generated map", 768), ("wide.png", "sampled image", 768)],
+        "texture_tokenizer": [
+            ("texture_crops.png", "training crops", 384),
+            ("texture_photo.png", photo, 256),
+        ],
+        "wide": [("wide.png", "sampled wide image", 768), ("texture_photo.png", photo, 256)],
         "clip": [("clip.png", record["figures"].get("clip", {}).get("prompt", ""), 256)],
     }
     found += [(out / p, c, w) for p, c, w in by_key.get(key, [])]
@@ -75,13 +81,15 @@ def write_index(out: Path, record: dict) -> Path:
     parts = [
         f"<!doctype html><meta charset=utf-8><title>twostage demo</title><style>{STYLE}</style>",
         "<h1>twostage demo</h1>",
-        f"<p>scale <b>{record['scale']}</b>, {record.get('minutes', '?')} minutes. Every command "
+        f"<p>scale <b>{record['scale']}</b>, {record.get('minutes', '?')} minutes; trained on "
+        f"<b>{html.escape(record['data'])}</b> ({html.escape(record['data_note'])}) and on crops "
+        f"of the photograph <b>{html.escape(record['texture'])}</b>. Every command "
         "below ran as shown, with <code>DEMO</code> this folder: paste it into a shell "
         f"(<code>DEMO={html.escape(str(out))}</code>) to run that stage again.</p>",
     ]
     for key, step in record["steps"].items():
         parts.append(f"<section><h2>{html.escape(step['title'])}</h2>")
-        parts.append(f"<p>{step['seconds']} s</p>")
+        parts.append(f"<p>{step['seconds']} s</p><div class=row>")
         for path, caption, width in _pictures(out, key, record):
             parts.append(
                 f'<figure><img src="{html.escape(path)}" width="{width}" alt="">'
@@ -89,6 +97,7 @@ def write_index(out: Path, record: dict) -> Path:
             )
         if key in record["figures"]:
             parts.append(_figures(record["figures"][key]))
+        parts.append("</div>")
         parts.append("<pre>" + html.escape("\n".join(step["commands"])) + "</pre></section>")
     parts.append(f"<details><summary>record</summary><pre>{html.escape(json.dumps(record))}")
     parts.append("</pre></details>")
