@@ -12,33 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from shared.config import DataConfig, build_config, read_preset
+from shared.config import DataConfig
 from shared.data import DataError
-from stage1_vqgan.config import VQGANConfig
-from stage1_vqgan.model import VQModel
 from stage2_prior.codes import CodeSet, CodeWindows, extract_codes, load_code_set
 from stage2_prior.gpt import coord_tokens
+from tests.stage2_prior.test_codes_sharded import Counting, tiny_tokenizer
 
 
 @pytest.fixture
 def tokenizer():
-    cfg = build_config(VQGANConfig, read_preset("vqgan-tiny", "stage1_vqgan"))
-    torch.manual_seed(0)
-    return VQModel.from_config(cfg.model).eval()
-
-
-class Counting:
-    """Counts the images a tokenizer encodes."""
-
-    def __init__(self, tok):
-        self.tok, self.images = tok, 0
-
-    def __getattr__(self, name):
-        return getattr(self.tok, name)
-
-    def encode(self, x):
-        self.images += len(x)
-        return self.tok.encode(x)
+    return tiny_tokenizer()
 
 
 def test_codes_are_cached_reused_and_rebuilt_for_a_new_tokenizer(tokenizer, tmp_path):
@@ -59,8 +42,9 @@ def test_codes_are_cached_reused_and_rebuilt_for_a_new_tokenizer(tokenizer, tmp_
         tokenizer.quant_conv.bias.add_(0.5)
     _, folder3 = extract_codes(Counting(tokenizer), data, "train", **kw)
     assert folder3 != folder
-    val, _ = extract_codes(tokenizer, data, "val", **kw)
+    val, _ = extract_codes(tokenizer, data, "val", **{**kw, "max_images": None})
     assert len(val) == 256  # all of the val split, never mirrored
+    assert len(extract_codes(tokenizer, data, "val", **kw)[0]) == 24  # or its first N
 
 
 def _shapes_item(i):
