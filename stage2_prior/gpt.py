@@ -284,9 +284,12 @@ class GPTPrior(Pretrained):
         generator: torch.Generator | None = None,
         cached: bool = True,
         progress: bool = False,
+        waves: bool | None = None,
     ) -> torch.Tensor:
         """Sample (B,h,w) indices; a grid larger than the training window is filled with the
-        sliding window (each token sees the window centred on it, clamped to the canvas)."""
+        sliding window (each token sees the window centred on it, clamped to the canvas).
+        ``cached`` False runs the reference; ``waves`` picks the fast path's schedule for a
+        sliding window (:func:`~stage2_prior.sampling.sample_windowed`; None: by device)."""
         grid, ctx = self.prepare_sample(
             batch, grid, condition, cfg_scale, temperature=temperature, top_k=top_k, top_p=top_p
         )
@@ -313,6 +316,7 @@ class GPTPrior(Pretrained):
             uniforms,
             cached=cached,
             progress=progress,
+            waves=waves,
         )
         return canvas[:batch]
 

@@ -110,6 +110,7 @@ def sample_windowed(
     uniforms: torch.Tensor,
     cached: bool = True,
     progress: bool = False,
+    waves: bool | None = None,
 ) -> torch.Tensor:
     """Sample a (rows, H, W) token canvas: token (i, j) is drawn from the GPT prior ``net``'s
     logits after the condition tokens ``context(i0, j0)`` (rows,P) of its window (top-left token
@@ -119,8 +120,10 @@ def sample_windowed(
     may combine guided rows); ``uniforms`` (H,W,B) are each position's random numbers, fixed up
     front, so the tokens do not depend on the order positions are decoded in. The reference
     (``cached`` False) runs one forward of each token's prefix in raster order; the fast path
-    decodes a lone window with a static key/value cache, and a larger canvas in waves
-    (:func:`wavefront`), all prefixes of a wave in one forward. Both give the same tokens."""
+    decodes a lone window with a static key/value cache, and a larger canvas either in waves
+    (:func:`wavefront`; ``waves``, the default on a GPU), all prefixes of a wave in one forward,
+    or in raster order reusing the window's keys/values while it stays put (the default on a CPU,
+    where a forward costs its arithmetic whatever the batch). All give the same tokens."""
     (H, W), (wh, ww) = grid, window
     canvas = torch.zeros(rows, H, W, dtype=torch.long, device=uniforms.device)
     bar = tqdm(total=H * W, desc="sample", disable=not progress, dynamic_ncols=True)
@@ -143,7 +146,7 @@ def sample_windowed(
                 put([(i, j)], net(prefix(i, j))[0][:, -1])
     elif grid == window:
         _decode_window(net, context(0, 0), canvas, put)
-    else:
+    elif waves if waves is not None else canvas.device.type != "cpu":
         for wave in wavefront(grid, window):
             seqs = [prefix(i, j) for i, j in wave]
             lengths = torch.tensor([s.shape[1] for s in seqs], device=canvas.device)
@@ -151,6 +154,8 @@ def sample_windowed(
             for k, seq in enumerate(seqs):
                 tokens[k, :, : seq.shape[1]] = seq
             put(wave, last_logits(net, tokens.flatten(0, 1), lengths.repeat_interleave(rows)))
+    else:
+        _decode_rows(net, prefix, canvas, window, put)
     bar.close()
     return canvas
 
@@ -165,3 +170,25 @@ def _decode_window(net, ctx: torch.Tensor, canvas: torch.Tensor, put) -> None:
         if n:
             logits = cache.step(canvas[:, (n - 1) // W, (n - 1) % W], ctx.shape[1] + n - 1)
         put([(i, j)], logits)
+
+
+def _decode_rows(net, prefix, canvas: torch.Tensor, window: tuple[int, int], put) -> None:
+    """Fill a canvas larger than the window in raster order: a window that the next token keeps
+    is prefilled into a :class:`StaticCache` and continued one token per step; a prefix whose
+    window moves on at once goes through :func:`last_logits` alone."""
+    rows, H, W = canvas.shape
+    (wh, ww), ones = window, canvas.new_ones(rows)
+    cond = prefix(0, 0).shape[1]  # the condition tokens before every window
+    cache = StaticCache(net, rows, cond + wh * ww - 1)
+    for i in range(H):
+        i0 = window_origin(i, H, wh)
+        for j in range(W):
+            j0 = window_origin(j, W, ww)
+            pos = (i - i0) * ww + (j - j0)
+            if j and window_origin(j - 1, W, ww) == j0:  # the window stays put: one step
+                logits = cache.step(canvas[:, i, j - 1], cond + pos - 1)
+            elif j + 1 < W and window_origin(j + 1, W, ww) == j0:  # it will: cache the prefix
+                logits = cache.prefill(prefix(i, j))
+            else:
+                logits = last_logits(net, prefix(i, j), ones * (cond + pos))
+            put([(i, j)], logits)

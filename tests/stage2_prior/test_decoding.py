@@ -61,8 +61,10 @@ def test_wavefront_orders_every_position_after_what_its_window_shows(grid, windo
         assert len(waves) < 0.7 * H * W
 
 
+@pytest.mark.parametrize("waves", [True, False])
 @pytest.mark.parametrize("kind", ["none", "class", "spatial", "coord"])
-def test_wavefront_sample_equals_the_reference_on_a_wide_canvas(kind):
+def test_fast_sample_equals_the_reference_on_a_wide_canvas(kind, waves):
+    """Both schedules of the fast path: waves, and raster order with keys/values reused."""
     kw = {
         "none": {},
         "class": {"num_classes": 3, "class_dropout": 0.1},
@@ -81,6 +83,7 @@ def test_wavefront_sample_equals_the_reference_on_a_wide_canvas(kind):
             generator=torch.Generator().manual_seed(5),
             cached=c,
             top_k=20,
+            waves=waves,
             **extra,
         )
         for c in (True, False)
@@ -91,9 +94,9 @@ def test_wavefront_sample_equals_the_reference_on_a_wide_canvas(kind):
 def test_float32_fast_paths_give_the_reference_tokens():
     """In the dtype users sample in, one window (static cache) and a wide canvas (wavefront)."""
     net = net32(window=(4, 6))
-    for grid in [(4, 6), (7, 15)]:
+    for grid, waves in [((4, 6), None), ((7, 15), True), ((7, 15), False)]:
         fast, ref = (
-            net.sample(3, grid, generator=torch.Generator().manual_seed(1), cached=c)
+            net.sample(3, grid, generator=torch.Generator().manual_seed(1), cached=c, waves=waves)
             for c in (True, False)
         )
-        assert torch.equal(fast, ref), grid
+        assert torch.equal(fast, ref), (grid, waves)
