@@ -20,7 +20,7 @@ reference (taming's multinomial draws differ by construction: its tokens are com
 greedily, temperature 0, on the same window). Times are single runs.
 
     python scripts/bench_sampling.py [--device cpu|cuda] [--taming DIR] [--quick]
-        [--cases decode,window,adatgan]
+        [--cases decode,window,adatgan] [--grids 32x64,64x64,36x64]
 """
 
 from __future__ import annotations
@@ -202,6 +202,7 @@ def main() -> None:
     p.add_argument("--taming", help="a taming-transformers checkout (for its sample_with_past)")
     p.add_argument("--cases", default="decode,window,adatgan")
     p.add_argument("--quick", action="store_true", help="batch 4 at 4x256 and a 32x64 window only")
+    p.add_argument("--grids", help="sliding-window grids, e.g. 36x64,64x64 (rows x columns)")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.measure:
@@ -222,7 +223,10 @@ def main() -> None:
             title = f"16x16 window, {size}, batch {batch}"
             row(title, results, ["taming", "reference"], ["fast"], "tokens", batch * 256)
     if "window" in cases:
-        for grid in WINDOWS[:1] if args.quick else WINDOWS:
+        grids = (
+            [tuple(map(int, g.split("x"))) for g in args.grids.split(",")] if args.grids else None
+        )
+        for grid in grids or (WINDOWS[:1] if args.quick else WINDOWS):
             job = {"case": "window", "batch": 4, "grid": list(grid)}
             names = ["reference", "previous", "raster", "wavefront"]
             results = {v: in_subprocess({**job, "variant": v}, args) for v in names}
