@@ -144,9 +144,7 @@ def sample_windowed(
         for i in range(H):
             for j in range(W):
                 put([(i, j)], net(prefix(i, j))[0][:, -1])
-    elif grid == window:
-        _decode_window(net, context(0, 0), canvas, put)
-    elif waves if waves is not None else canvas.device.type != "cpu":
+    elif grid != window and (waves if waves is not None else canvas.device.type != "cpu"):
         for wave in wavefront(grid, window):
             seqs = [prefix(i, j) for i, j in wave]
             lengths = torch.tensor([s.shape[1] for s in seqs], device=canvas.device)
@@ -160,35 +158,26 @@ def sample_windowed(
     return canvas
 
 
-def _decode_window(net, ctx: torch.Tensor, canvas: torch.Tensor, put) -> None:
-    """Fill a canvas of exactly one window, one token per step through a :class:`StaticCache`."""
-    rows, H, W = canvas.shape
-    cache = StaticCache(net, rows, ctx.shape[1] + H * W - 1)
-    logits = cache.prefill(ctx)
-    for n in range(H * W):
-        i, j = divmod(n, W)
-        if n:
-            logits = cache.step(canvas[:, (n - 1) // W, (n - 1) % W], ctx.shape[1] + n - 1)
-        put([(i, j)], logits)
-
-
 def _decode_rows(net, prefix, canvas: torch.Tensor, window: tuple[int, int], put) -> None:
-    """Fill a canvas larger than the window in raster order: a window that the next token keeps
-    is prefilled into a :class:`StaticCache` and continued one token per step; a prefix whose
-    window moves on at once goes through :func:`last_logits` alone."""
+    """Fill the canvas in raster order. While the window stays put (a position's window is the
+    previous one's, one token on) its keys/values live in a :class:`StaticCache` and each token
+    is one step; a prefix whose window moves on at once goes through :func:`last_logits` alone.
+    A canvas of one window is one prefill of the condition, then one step per token."""
     rows, H, W = canvas.shape
     (wh, ww), ones = window, canvas.new_ones(rows)
     cond = prefix(0, 0).shape[1]  # the condition tokens before every window
     cache = StaticCache(net, rows, cond + wh * ww - 1)
-    for i in range(H):
-        i0 = window_origin(i, H, wh)
-        for j in range(W):
-            j0 = window_origin(j, W, ww)
-            pos = (i - i0) * ww + (j - j0)
-            if j and window_origin(j - 1, W, ww) == j0:  # the window stays put: one step
-                logits = cache.step(canvas[:, i, j - 1], cond + pos - 1)
-            elif j + 1 < W and window_origin(j + 1, W, ww) == j0:  # it will: cache the prefix
-                logits = cache.prefill(prefix(i, j))
-            else:
-                logits = last_logits(net, prefix(i, j), ones * (cond + pos))
-            put([(i, j)], logits)
+
+    def origin(n: int) -> tuple[int, int]:  # the window of raster position n
+        return window_origin(n // W, H, wh), window_origin(n % W, W, ww)
+
+    for n in range(H * W):
+        (i, j), (i0, j0) = divmod(n, W), origin(n)
+        pos = (i - i0) * ww + (j - j0)
+        if n and origin(n - 1) == origin(n):  # the window stays put: one step
+            logits = cache.step(canvas[:, (n - 1) // W, (n - 1) % W], cond + pos - 1)
+        elif n + 1 < H * W and origin(n + 1) == origin(n):  # it will: cache the prefix
+            logits = cache.prefill(prefix(i, j))
+        else:
+            logits = last_logits(net, prefix(i, j), ones * (cond + pos))
+        put([(i, j)], logits)
