@@ -3,7 +3,7 @@
 ``kind``: ``hinge`` (D: hinge, G: -D), ``vanilla`` (D: softplus/BCE, G: -D, as taming does),
 ``non_saturating`` (D: softplus/BCE, G: softplus(-D)) or ``wgan`` (critic: D(fake) - D(real),
 G: -D). Regularisers: :func:`r1_penalty`, :func:`gradient_penalty` (WGAN-GP),
-:func:`bcr_penalty` and :class:`LeCam`."""
+:func:`bcr_penalty` and :class:`LeCam`; on the generator, :func:`mode_seeking_penalty`."""
 
 from __future__ import annotations
 
@@ -108,3 +108,15 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, *args) -> t
     x_hat = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat, *args).sum(), x_hat, create_graph=True)
     return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's generator term (Mao et al. 2019) for a batch whose two halves share their
+    conditions: ``1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + eps)`` over the pairs (row i of the
+    first half with row i of the second), averaged. High when distinct latents give alike outputs
+    (mode collapse); ``fake`` (2P, ...) and ``z`` (2P, ...) with P >= 1."""
+    if fake.shape[0] % 2 or fake.shape[0] != z.shape[0] or not len(fake):
+        raise ValueError(f"mode seeking needs an even batch of pairs, not {tuple(fake.shape)}")
+    (a, b), (za, zb) = fake.flatten(1).chunk(2), z.flatten(1).chunk(2)
+    ratio = (a - b).abs().mean(1) / (za - zb).abs().mean(1).clamp(min=eps)
+    return (1 / (ratio + eps)).mean()

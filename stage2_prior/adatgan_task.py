@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from shared.engine import Scalar, Task, Trainer
+from shared.gan_losses import mode_seeking_penalty
 from shared.gan_objective import GANObjective
 from stage2_prior.adatgan_prior import AdatPriorDiscriminator
 from stage2_prior.config import PriorConfig
@@ -25,7 +25,9 @@ def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
 
 class AdatPriorTask(Task):
     """D step (non-saturating loss + gamma/2 R1 on the embedded real grids), then G step on its
-    latents (both with instance noise); EMA of G is what is sampled and exported."""
+    latents (both with instance noise; with ``adatgan.mode_seeking`` > 0 the G step pairs the
+    two halves of its batch under the same labels and adds MSGAN's term on the clean latents);
+    EMA of G is what is sampled and exported."""
 
     ema_model = "generator"
 
@@ -64,10 +66,6 @@ class AdatPriorTask(Task):
         """(B,h,w) indices -> (B,embed_dim,h,w) codebook vectors."""
         return self.prior.net.codebook[codes].permute(0, 3, 1, 2)
 
-    def fake_grid(self, g: nn.Module, z: torch.Tensor, labels) -> torch.Tensor:
-        """(B,embed_dim,h,w) generated latents plus the instance noise: what D sees."""
-        return self.noisy(g(z, labels).float())
-
     def noisy(self, grid: torch.Tensor) -> torch.Tensor:
         """Instance noise N(0, noise^2) on every grid D sees, real or generated."""
         return grid + self.cfg.adatgan.noise * torch.randn_like(grid)
@@ -78,13 +76,24 @@ class AdatPriorTask(Task):
         z = torch.randn(codes.shape[0], self.prior.net.spec.z_dim, device=codes.device)
 
         with torch.no_grad():
-            fake = self.fake_grid(g, z, labels)
+            fake = self.noisy(g(z, labels).float())
         real = self.noisy(self.embed_indices(codes))
         loss_d, logs = self.objective.discriminator_loss(d, real, fake, labels)
         trainer.optimize("discriminator", loss_d)
 
-        fake = self.fake_grid(g, z, labels)
-        loss_g = self.objective.generator_loss(trainer.model("discriminator"), fake, labels)
+        weight = self.cfg.adatgan.mode_seeking
+        if weight and labels is not None:  # pairs (i, i + B/2) share a label
+            half = labels[: codes.shape[0] // 2]
+            labels = torch.cat([half, half, labels[2 * len(half) :]])
+        latents = g(z, labels).float()
+        loss_g = self.objective.generator_loss(
+            trainer.model("discriminator"), self.noisy(latents), labels
+        )
+        if weight:
+            pairs = 2 * (codes.shape[0] // 2)
+            spread = mode_seeking_penalty(latents[:pairs], z[:pairs])
+            loss_g = loss_g + weight * spread
+            logs["mode_seeking"] = spread.detach()
         trainer.optimize("generator", loss_g)
         logs.setdefault("r1", 0.0)  # logged even with R1 off
         return {**logs, "loss_g": loss_g.detach()}

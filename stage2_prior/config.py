@@ -47,6 +47,7 @@ class AdatPriorConfig(AdatGeneratorLayers):
     r1_gamma: float = 0.1  # weight of gamma/2 * R1 on the embedded real grids
     noise: float = 1.0  # std of the instance noise on every grid D sees (unit-scaled codebook)
     minibatch_std: bool = False  # D sees the spread of its batch (ProGAN), against mode collapse
+    mode_seeking: float = 0.0  # weight of MSGAN's term on G, against mode collapse; 0 = off
 
 
 @dataclass

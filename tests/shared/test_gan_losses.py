@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from shared.gan_losses import bcr_penalty, r1_penalty
+from shared.gan_losses import bcr_penalty, mode_seeking_penalty, r1_penalty
 
 
 def test_r1_matches_the_analytic_gradient_of_a_quadratic_discriminator():
@@ -48,3 +48,32 @@ def test_bcr_gradient_reaches_both_logits_of_a_pair():
     # d/dr mean((r - t)^2) = (r - t) for a batch of 2
     torch.testing.assert_close(real.grad, torch.tensor([1.0, 2.0]))
     torch.testing.assert_close(real_aug.grad, -real.grad)
+
+
+def test_mode_seeking_by_hand_and_against_collapse():
+    # pairs (0, 2) and (1, 3): output gaps 2 and 1, latent gaps 1 and 2 -> ratios 2 and 0.5
+    fake = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [2.0, 2.0]])
+    z = torch.tensor([[0.0], [0.0], [1.0], [2.0]])
+    expected = (1 / (2 + 1e-5) + 1 / (0.5 + 1e-5)) / 2
+    assert mode_seeking_penalty(fake, z).item() == pytest.approx(expected)
+    # a collapsed generator (same output for every latent) is penalised far more
+    collapsed = mode_seeking_penalty(torch.ones(4, 2), z)
+    assert collapsed.item() > 1e4
+    with pytest.raises(ValueError, match="even batch"):
+        mode_seeking_penalty(torch.zeros(3, 2), torch.zeros(3, 1))
+
+
+def test_mode_seeking_gradient_spreads_a_collapsing_generator():
+    """Descending the term alone pulls apart the outputs of distinct latents."""
+    torch.manual_seed(0)
+    g = torch.nn.Linear(4, 8)
+    with torch.no_grad():
+        g.weight.mul_(0.01)  # nearly constant outputs
+    z = torch.randn(16, 4)
+    opt = torch.optim.SGD(g.parameters(), lr=1e-3)
+    before = mode_seeking_penalty(g(z), z).item()
+    for _ in range(20):
+        opt.zero_grad()
+        mode_seeking_penalty(g(z), z).backward()
+        opt.step()
+    assert mode_seeking_penalty(g(z), z).item() < before / 2
