@@ -6,7 +6,9 @@ the real-vs-real floor (N training images), the tokenizer's reconstructions (rFI
 code usage), the GPT prior with and without classifier-free guidance, the AdatGAN prior, the pixel
 DCGAN and the pixel AdatGAN. Samples are class-balanced (labels cycle 0..9); class agreement is
 the share the shipped Fashion-MNIST classifier gives the requested label. Writes
-``OUT/quality.json``, ``OUT/quality.md`` and a class grid per model (``OUT/<row>.png``).
+``OUT/quality_N.json`` (rows of earlier runs with other ``--rows`` kept), ``OUT/quality_N.md``
+and a class grid per model (``OUT/<row>.png``). The release ships the 1000-sample record:
+``cp docs/quality/quality_1000.json shared/release/quality.json``.
 
     python scripts/fmnist_quality.py [--num 1000] [--output docs/quality] [--device cpu]
 """
