@@ -81,16 +81,16 @@ class AdatPriorTask(Task):
         loss_d, logs = self.objective.discriminator_loss(d, real, fake, labels)
         trainer.optimize("discriminator", loss_d)
 
-        weight = self.cfg.adatgan.mode_seeking
-        if weight and labels is not None:  # pairs (i, i + B/2) share a label
-            half = labels[: codes.shape[0] // 2]
-            labels = torch.cat([half, half, labels[2 * len(half) :]])
+        weight, pairs = self.cfg.adatgan.mode_seeking, 2 * (codes.shape[0] // 2)
+        seek = weight > 0 and pairs > 0  # a batch of one has no pair
+        if seek and labels is not None:  # rows i and i + pairs/2 share a label
+            half = labels[: pairs // 2]
+            labels = torch.cat([half, half, labels[pairs:]])
         latents = g(z, labels).float()
         loss_g = self.objective.generator_loss(
             trainer.model("discriminator"), self.noisy(latents), labels
         )
-        if weight:
-            pairs = 2 * (codes.shape[0] // 2)
+        if seek:
             spread = mode_seeking_penalty(latents[:pairs], z[:pairs])
             loss_g = loss_g + weight * spread
             logs["mode_seeking"] = spread.detach()
