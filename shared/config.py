@@ -64,6 +64,10 @@ class TrainConfig:
     batch_size: int = positive(8)
     max_steps: int = 1000
     lr: float = positive(1e-4)
+    # every learning rate (lr, and lr_d where a task has it) times a factor of the step:
+    # constant, or cosine from 1 down to 0.1 at max_steps (nanoGPT's); warmup_steps ramp it up
+    lr_schedule: str = choice("constant", "cosine")
+    warmup_steps: int = 0
     grad_accum: int = positive(1)
     grad_clip: float = 0.0  # max global grad norm, 0 = off
     ema_decay: float = fraction(0.0)  # EMA of the trained weights, 0 = off

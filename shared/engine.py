@@ -158,6 +158,7 @@ class Trainer:
         task.models = dict(zip(names, prepared, strict=True))
         opts = task.configure_optimizers()
         self.optimizers = {name: acc.prepare(opt) for name, opt in opts.items()}
+        self.base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in opts.items()}
         task.setup(self)
         self.ema = None
         if task.ema_model and cfg.ema_decay > 0:
@@ -240,6 +241,7 @@ class Trainer:
         for m in task.models.values():
             m.train()
         while self.step < cfg.max_steps:
+            self._schedule_learning_rates()
             for _ in range(cfg.grad_accum):
                 batch = self._to_device(next(batches))
                 with acc.accumulate(*task.models.values()), acc.autocast():
@@ -259,6 +261,8 @@ class Trainer:
             if log_now:
                 rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
                 values = scalars(logs)
+                if cfg.lr_schedule != "constant" or cfg.warmup_steps:
+                    values["lr_factor"] = lr_factor(self.step - 1, cfg)
                 self.log({**values, "steps_per_s": rate})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:4]}, refresh=False)
             if sample_now:
@@ -274,6 +278,14 @@ class Trainer:
         acc.wait_for_everyone()
         acc.end_training()
         return scalars(logs)
+
+    def _schedule_learning_rates(self) -> None:
+        """Set every optimizer's learning rates for step ``self.step`` from the configured ones
+        (derived from the step alone, so a resumed run continues the same curve)."""
+        factor = lr_factor(self.step, self.cfg)
+        for name, opt in self.optimizers.items():
+            for group, base in zip(opt.param_groups, self.base_lrs[name], strict=True):
+                group["lr"] = base * factor
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation data (main process), with models in eval mode."""
@@ -601,6 +613,17 @@ def overfitting(
         "training data: add more data, use a smaller preset, augment (data.flip=true) or train "
         f"fewer steps (train.max_steps={best_step})"
     )
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """The multiplier of the configured learning rates at optimizer step ``step`` (0-based):
+    a linear ramp over ``warmup_steps``, times 1 (constant) or a cosine from 1 at step 0 to 0.1
+    at ``max_steps``."""
+    ramp = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "constant":
+        return ramp
+    progress = min(1.0, step / max(cfg.max_steps, 1))
+    return ramp * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
 def due(step: int, every: int) -> bool:

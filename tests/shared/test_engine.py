@@ -1,4 +1,5 @@
 import json
+import math
 import sys
 
 import pytest
@@ -7,7 +8,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from shared.config import TrainConfig
-from shared.engine import StepBatchSampler, Task, Trainer, TrainingDiverged
+from shared.engine import StepBatchSampler, Task, Trainer, TrainingDiverged, lr_factor
 from shared.run import RunError, checkpoints, latest_checkpoint, prepare_run_dir, read_metrics
 
 
@@ -103,6 +104,36 @@ def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             assert torch.equal(a[k], b[k]), k
+
+
+def test_lr_factor_ramps_up_then_follows_the_cosine_down_to_a_tenth():
+    cosine = TrainConfig(max_steps=100, lr_schedule="cosine", warmup_steps=10)
+    assert lr_factor(0, cosine) == pytest.approx(0.1 * (0.1 + 0.9 * 0.5 * (1 + 1)))
+    assert lr_factor(9, cosine) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.09)))
+    assert lr_factor(50, cosine) == pytest.approx(0.55)
+    assert lr_factor(100, cosine) == pytest.approx(0.1)
+    values = [lr_factor(s, cosine) for s in range(9, 101)]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert [lr_factor(s, TrainConfig(warmup_steps=4)) for s in (0, 3, 500)] == [0.25, 1.0, 1.0]
+    assert lr_factor(7, TrainConfig()) == 1.0
+
+
+def test_a_scheduled_run_sets_each_step_rate_and_resumes_on_the_same_curve(tmp_path):
+    kw = dict(lr_schedule="cosine", warmup_steps=3)
+    whole = fit(tmp_path / "a", 20, **kw)
+    with pytest.raises(TrainingDiverged):  # interrupted after its step-10 checkpoint
+        fit(tmp_path / "b", 20, nan_at=13, **kw)
+    fit(tmp_path / "b", 20, resume=True, **kw)
+    assert whole.optimizers["net"].param_groups[0]["lr"] == pytest.approx(
+        5e-2 * lr_factor(19, whole.cfg)
+    )
+    logged = {r["step"]: r["lr_factor"] for r in read_metrics(tmp_path / "b") if "loss" in r}
+    assert logged[1] == pytest.approx(1 / 3) and logged[20] == pytest.approx(
+        lr_factor(19, whole.cfg)
+    )
+    a = load_file(tmp_path / "a" / "checkpoints" / "step_000020" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "checkpoints" / "step_000020" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_gradient_accumulation_runs_and_counts_optimizer_steps(tmp_path):
