@@ -38,6 +38,7 @@ from shared.options import (
     seed,
 )
 from shared.outputs import OutputFolder
+from shared.release import resolve_checkpoint
 from stage2_prior.clip.model import DEFAULT, load_clip
 from stage2_prior.config import PriorConfig
 from stage2_prior.load import load_prior
@@ -120,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "cond_tokenizer": args.cond_tokenizer,
         "cond_tokenizer_config": args.cond_tokenizer_config,
     }
-    paths = [f"{k}={Path(v).resolve()}" for k, v in flags.items() if v]
+    paths = [f"{k}={resolve_checkpoint(v).resolve()}" for k, v in flags.items() if v]
     cfg = build_config(PriorConfig, base, overrides=paths + training_overrides(args))
     out = train(cfg, args.output, resume=args.resume, overwrite=args.overwrite)
     if PartialState().is_main_process:

@@ -109,3 +109,12 @@ def test_the_measured_figures_ship_with_the_models():
     figures = release_quality("fmnist-gpt")
     rows = [r for k, r in figures.items() if k != "measured"]
     assert rows and all(r["fid"] > 0 and 0 <= r["class_agreement"] <= 1 for r in rows)
+
+
+def test_a_prior_trains_over_the_release_tokenizer_by_name(tmp_path):
+    argv = ["prior", "train", "--config", "gpt-fmnist", "--tokenizer", "fmnist-vqgan"]
+    argv += ["--max-steps", "2", "--output", str(tmp_path / "run"), "codes.max_images=64"]
+    argv += ["codes.max_val_images=16", "model.n_layer=1", "model.n_embd=32", "model.n_head=2"]
+    assert twostage([*argv, "train.eval_images=16", "train.progress=false"]) == 0
+    prior = load_prior(tmp_path / "run")
+    assert prior.tokenizer.codebook.shape == load_tokenizer("fmnist-vqgan").codebook.shape
