@@ -65,9 +65,10 @@ class TrainConfig:
     max_steps: int = 1000
     lr: float = positive(1e-4)
     # every learning rate (lr, and lr_d where a task has it) times a factor of the step:
-    # constant, or cosine from 1 down to 0.1 at max_steps (nanoGPT's); warmup_steps ramp it up
+    # constant, or cosine from 1 down to 0.1 at max_steps (nanoGPT's), after a linear ramp over
+    # the first `warmup` share of max_steps (both scale with --max-steps)
     lr_schedule: str = choice("constant", "cosine")
-    warmup_steps: int = 0
+    warmup: float = fraction(0.0)
     grad_accum: int = positive(1)
     grad_clip: float = 0.0  # max global grad norm, 0 = off
     ema_decay: float = fraction(0.0)  # EMA of the trained weights, 0 = off

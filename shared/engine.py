@@ -261,7 +261,7 @@ class Trainer:
             if log_now:
                 rate = (self.step - first_step) / max(time.perf_counter() - started, 1e-9)
                 values = scalars(logs)
-                if cfg.lr_schedule != "constant" or cfg.warmup_steps:
+                if cfg.lr_schedule != "constant" or cfg.warmup:
                     values["lr_factor"] = lr_factor(self.step - 1, cfg)
                 self.log({**values, "steps_per_s": rate})
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:4]}, refresh=False)
@@ -617,9 +617,10 @@ def overfitting(
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """The multiplier of the configured learning rates at optimizer step ``step`` (0-based):
-    a linear ramp over ``warmup_steps``, times 1 (constant) or a cosine from 1 at step 0 to 0.1
-    at ``max_steps``."""
-    ramp = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    a linear ramp over the first ``warmup * max_steps`` steps, times 1 (constant) or a cosine
+    from 1 at step 0 to 0.1 at ``max_steps``."""
+    warmup_steps = cfg.warmup * cfg.max_steps
+    ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps >= 1 else 1.0
     if cfg.lr_schedule == "constant":
         return ramp
     progress = min(1.0, step / max(cfg.max_steps, 1))

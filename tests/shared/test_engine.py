@@ -107,19 +107,21 @@ def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path):
 
 
 def test_lr_factor_ramps_up_then_follows_the_cosine_down_to_a_tenth():
-    cosine = TrainConfig(max_steps=100, lr_schedule="cosine", warmup_steps=10)
+    cosine = TrainConfig(max_steps=100, lr_schedule="cosine", warmup=0.1)
     assert lr_factor(0, cosine) == pytest.approx(0.1 * (0.1 + 0.9 * 0.5 * (1 + 1)))
     assert lr_factor(9, cosine) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.09)))
     assert lr_factor(50, cosine) == pytest.approx(0.55)
     assert lr_factor(100, cosine) == pytest.approx(0.1)
     values = [lr_factor(s, cosine) for s in range(9, 101)]
     assert all(a > b for a, b in zip(values, values[1:], strict=False))
-    assert [lr_factor(s, TrainConfig(warmup_steps=4)) for s in (0, 3, 500)] == [0.25, 1.0, 1.0]
+    ramp = TrainConfig(max_steps=1000, warmup=0.004)
+    assert [lr_factor(s, ramp) for s in (0, 3, 500)] == [0.25, 1.0, 1.0]
+    assert lr_factor(0, TrainConfig(max_steps=60, warmup=0.01)) == 1.0  # under one step: none
     assert lr_factor(7, TrainConfig()) == 1.0
 
 
 def test_a_scheduled_run_sets_each_step_rate_and_resumes_on_the_same_curve(tmp_path):
-    kw = dict(lr_schedule="cosine", warmup_steps=3)
+    kw = dict(lr_schedule="cosine", warmup=0.15)
     whole = fit(tmp_path / "a", 20, **kw)
     with pytest.raises(TrainingDiverged):  # interrupted after its step-10 checkpoint
         fit(tmp_path / "b", 20, nan_at=13, **kw)
