@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the release models shipped in shared/release/ (addressable by name, e.g.
 # `--checkpoint fmnist-gpt`) with their presets and seed 0, on builtin:fashion-mnist, then copies
-# their exported folders there. CPU: about 2 hours of one-thread runs (times in the README).
+# their exported folders there. CPU: about 5 hours of one-thread runs (times in the README).
 # Usage: bash scripts/train_release.sh [RUNS_DIR]   (default runs/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
