@@ -36,7 +36,8 @@ def generator_distance(
 
 def distance(real: torch.Tensor, fake: torch.Tensor) -> tuple[str, float]:
     """("fid", FID) on CUDA when the Inception weights are available, else ("fd_fmnist",
-    FD-FMNIST): on a CPU the Inception runs at about 5 images/s a thread, too slow for training evals."""
+    FD-FMNIST): on a CPU the Inception runs at about 5 images/s a thread, too slow for training
+    evals."""
     if real.device.type == "cuda" and inception_available():
         fd = FrechetDistance(build_fid_inception().to(real.device))
         for x, is_real in ((real, True), (fake, False)):
